@@ -1,0 +1,23 @@
+package hammer
+
+import "context"
+
+// Backend stores Hammer buckets. It is the Go form of Hammer's backend
+// behaviour: count_hit, get_bucket and delete_buckets. Implementations are
+// safe for concurrent use.
+type Backend interface {
+	// CountHit adds one hit to the bucket of key, creating the bucket at
+	// now (unix ms) when absent, and returns the new count.
+	CountHit(ctx context.Context, key BucketKey, now int64) (int64, error)
+
+	// CountHitInc adds increment hits to the bucket of key, like CountHit.
+	CountHitInc(ctx context.Context, key BucketKey, now int64, increment int64) (int64, error)
+
+	// GetBucket returns the bucket of key, or (nil, nil) when it does not
+	// exist.
+	GetBucket(ctx context.Context, key BucketKey) (*BucketInfo, error)
+
+	// DeleteBuckets deletes every bucket of id, in every window, and
+	// returns how many it deleted.
+	DeleteBuckets(ctx context.Context, id string) (int64, error)
+}

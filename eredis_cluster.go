@@ -1,0 +1,138 @@
+package hammer
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ClusterBackend is a Backend over Redis Cluster, or over a standalone Redis
+// when given a *redis.Client. Each bucket is a hash holding count, created
+// and updated, with a TTL of Options.ExpiryMs after its latest hit; each id
+// has an index of its buckets so that DeleteBuckets never scans. A hit is one
+// round trip: one Lua script, run by EVALSHA with a fallback to EVAL.
+//
+// A ClusterBackend is safe for concurrent use.
+type ClusterBackend struct {
+	client redis.UniversalClient
+	owned  bool // Close closes client
+	cfg    config
+
+	// Script arguments that never change, formatted once.
+	expiryArg string
+	indexArg  string
+}
+
+var _ Backend = (*ClusterBackend)(nil)
+
+// NewClusterBackend returns a backend over the cluster that opts describe.
+// It checks opts, and returns an error wrapping ErrInvalidOptions when they
+// are wrong. It does not connect: the first call does, so a backend can be
+// made before the cluster is up.
+func NewClusterBackend(opts Options) (*ClusterBackend, error) {
+	cfg, err := opts.validate()
+	if err != nil {
+		return nil, err
+	}
+	b := &ClusterBackend{
+		client:    opts.Client,
+		cfg:       cfg,
+		expiryArg: strconv.FormatInt(cfg.expiryMs, 10),
+		// A bucket created at t takes hits until its window ends, at most
+		// ExpiryMs later (a Limiter refuses longer scales), and lives
+		// ExpiryMs after its latest hit: its index entry is kept that long.
+		indexArg: strconv.FormatInt(2*cfg.expiryMs, 10),
+	}
+	if b.client == nil {
+		b.client = redis.NewClusterClient(opts.clusterOptions())
+		b.owned = true
+	}
+	return b, nil
+}
+
+// Close closes the client that NewClusterBackend created. It does nothing
+// when the client was given in Options.Client.
+func (b *ClusterBackend) Close() error {
+	if !b.owned {
+		return nil
+	}
+	return b.client.Close()
+}
+
+// Expiry returns Options.ExpiryMs as a duration. A Limiter refuses scales
+// longer than this.
+func (b *ClusterBackend) Expiry() time.Duration {
+	return time.Duration(b.cfg.expiryMs) * time.Millisecond
+}
+
+// MaxIDBytes returns the longest id the backend accepts.
+func (b *ClusterBackend) MaxIDBytes() int { return b.cfg.maxIDBytes }
+
+// CountHit adds one hit to the bucket of key. See Backend.
+func (b *ClusterBackend) CountHit(ctx context.Context, key BucketKey, now int64) (int64, error) {
+	return b.CountHitInc(ctx, key, now, 1)
+}
+
+// CountHitInc adds increment hits to the bucket of key. See Backend.
+func (b *ClusterBackend) CountHitInc(ctx context.Context, key BucketKey, now int64, increment int64) (int64, error) {
+	if err := checkID(key.ID, b.cfg.maxIDBytes); err != nil {
+		return 0, err
+	}
+	if err := checkIncrement(increment); err != nil {
+		return 0, err
+	}
+	bucket, index := hitKeys(b.cfg.prefix, key)
+	n, err := hitScript.Run(ctx, b.client, []string{bucket, index}, now, increment, b.expiryArg, b.indexArg).Int64()
+	if err != nil {
+		return 0, b.wrap("count hit", key.ID, err)
+	}
+	return n, nil
+}
+
+// GetBucket returns the bucket of key, or (nil, nil) when it does not exist.
+// It is one HMGET and changes nothing.
+func (b *ClusterBackend) GetBucket(ctx context.Context, key BucketKey) (*BucketInfo, error) {
+	if err := checkID(key.ID, b.cfg.maxIDBytes); err != nil {
+		return nil, err
+	}
+	vals, err := b.client.HMGet(ctx, bucketKey(b.cfg.prefix, key), fieldCount, fieldCreated, fieldUpdated).Result()
+	if err != nil {
+		return nil, b.wrap("get bucket", key.ID, err)
+	}
+	info, err := parseBucket(key, vals)
+	if err != nil {
+		return nil, b.wrap("get bucket", key.ID, err)
+	}
+	return info, nil
+}
+
+// DeleteBuckets deletes every bucket of id and returns how many it deleted.
+// It is one script over the id's index: O(buckets of id), never a scan.
+func (b *ClusterBackend) DeleteBuckets(ctx context.Context, id string) (int64, error) {
+	if err := checkID(id, b.cfg.maxIDBytes); err != nil {
+		return 0, err
+	}
+	base := keyBase(b.cfg.prefix, id)
+	n, err := deleteScript.Run(ctx, b.client, []string{base + indexSuffix}, base).Int64()
+	if err != nil {
+		return 0, b.wrap("delete buckets", id, err)
+	}
+	return n, nil
+}
+
+// wrap adds the backend's name, the operation and the id to a Redis error.
+func (b *ClusterBackend) wrap(op, id string, err error) error {
+	return fmt.Errorf("hammer %s: %s %s: %w", b.cfg.name, op, quoteID(id), err)
+}
+
+// quoteID quotes an id for an error message, cut to 64 bytes.
+func quoteID(id string) string {
+	const max = 64
+	if len(id) > max {
+		return strconv.Quote(id[:max]) + "..."
+	}
+	return strconv.Quote(id)
+}

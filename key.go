@@ -1,0 +1,89 @@
+package hammer
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Key layout. Every key of one id shares the hash tag {escaped id}, so all of
+// them live in one cluster slot, and different ids spread over all slots:
+//
+//	<prefix>{<escaped id>}:<bucket>   bucket hash: count, created, updated
+//	<prefix>{<escaped id>}:i          index: sorted set of the id's buckets
+//
+// Redis takes the hash tag from the first '{' to the first '}' after it. The
+// prefix may hold neither brace (NewClusterBackend checks), so the tag starts
+// at the brace written here. The escaping removes every '}' from the id, so
+// the tag ends at the closing brace written here and is never empty: any id,
+// whatever its bytes, gives one slot for all of its keys. Escaping '%' too
+// keeps the encoding injective, and the part after the tag is either a
+// decimal bucket number or "i", so no two (id, bucket) pairs share a key and
+// no bucket key is an index key.
+
+const (
+	escapeByte  = '%'
+	escapedPct  = "%25"
+	escapedBrac = "%7D"
+)
+
+// escapeID returns id with '%' written as "%25" and '}' as "%7D".
+func escapeID(id string) string {
+	if !strings.ContainsAny(id, "%}") {
+		return id
+	}
+	var sb strings.Builder
+	sb.Grow(len(id) + 8)
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; c {
+		case escapeByte:
+			sb.WriteString(escapedPct)
+		case '}':
+			sb.WriteString(escapedBrac)
+		default:
+			sb.WriteByte(c)
+		}
+	}
+	return sb.String()
+}
+
+// keyBase returns "<prefix>{<escaped id>}:", the part shared by every key of
+// id. A bucket key is the base followed by the bucket number; the index key
+// is the base followed by indexSuffix.
+func keyBase(prefix, id string) string {
+	e := escapeID(id)
+	b := make([]byte, 0, len(prefix)+len(e)+3)
+	b = append(b, prefix...)
+	b = append(b, '{')
+	b = append(b, e...)
+	b = append(b, '}', ':')
+	return string(b)
+}
+
+const indexSuffix = "i"
+
+// bucketKey returns the Redis key of one bucket.
+func bucketKey(prefix string, k BucketKey) string {
+	return keyBase(prefix, k.ID) + strconv.FormatInt(k.Bucket, 10)
+}
+
+// indexKey returns the Redis key of the index of id's buckets.
+func indexKey(prefix, id string) string {
+	return keyBase(prefix, id) + indexSuffix
+}
+
+// hitKeys returns the bucket key and the index key of k, both cut from one
+// allocation.
+func hitKeys(prefix string, k BucketKey) (bucket, index string) {
+	e := escapeID(k.ID)
+	n := len(prefix) + len(e) + 3 // length of the base
+	b := make([]byte, 0, 2*n+len(indexSuffix)+20)
+	b = append(b, prefix...)
+	b = append(b, '{')
+	b = append(b, e...)
+	b = append(b, '}', ':')
+	b = append(b, indexSuffix...)
+	b = append(b, b[:n]...)
+	b = strconv.AppendInt(b, k.Bucket, 10)
+	s := string(b)
+	return s[n+len(indexSuffix):], s[:n+len(indexSuffix)]
+}

@@ -1,0 +1,152 @@
+package hammer
+
+import (
+	"context"
+	"time"
+)
+
+// Limiter is the Hammer-style front: fixed windows of scale, counted in a
+// Backend. It is safe for concurrent use.
+type Limiter struct {
+	backend    Backend
+	now        func() time.Time
+	maxScaleMs int64 // 0: no bound known
+	maxIDBytes int
+}
+
+// Option configures a Limiter.
+type Option func(*Limiter)
+
+// WithClock sets the clock the Limiter reads to place hits in windows. The
+// default value is time.Now. Tests use it to move through windows without
+// sleeping.
+func WithClock(now func() time.Time) Option {
+	return func(l *Limiter) {
+		if now != nil {
+			l.now = now
+		}
+	}
+}
+
+// New returns a Limiter over backend.
+//
+// When the backend has an Expiry() time.Duration method, as ClusterBackend
+// does, the Limiter refuses scales longer than it. When it has a
+// MaxIDBytes() int method, the Limiter refuses longer ids; otherwise ids are
+// limited to DefaultMaxIDBytes.
+func New(backend Backend, opts ...Option) *Limiter {
+	l := &Limiter{backend: backend, now: time.Now, maxIDBytes: DefaultMaxIDBytes}
+	if e, ok := backend.(interface{ Expiry() time.Duration }); ok {
+		l.maxScaleMs = e.Expiry().Milliseconds()
+	}
+	if m, ok := backend.(interface{ MaxIDBytes() int }); ok {
+		l.maxIDBytes = m.MaxIDBytes()
+	}
+	for _, opt := range opts {
+		opt(l)
+	}
+	return l
+}
+
+// Decision is the outcome of a check.
+type Decision struct {
+	Allowed    bool          // Count <= Limit
+	Count      int64         // bucket count after this hit
+	Limit      int64         // the limit checked against
+	Remaining  int64         // max(Limit-Count, 0)
+	ResetAfter time.Duration // until the current window ends
+}
+
+// BucketStatus is what InspectBucket sees of the current window.
+type BucketStatus struct {
+	Count, CountRemaining int64
+	ResetAfter            time.Duration // until the current window ends
+	CreatedAt, UpdatedAt  int64         // unix ms; 0 when the bucket does not exist
+}
+
+// CheckRate counts one hit of id in the current window of scale, and allows
+// it when the window's count is at most limit. Denied hits are counted too.
+// It is Hammer's check_rate.
+func (l *Limiter) CheckRate(ctx context.Context, id string, scale time.Duration, limit int64) (Decision, error) {
+	return l.CheckRateInc(ctx, id, scale, limit, 1)
+}
+
+// CheckRateInc is CheckRate for a hit that costs increment. It is Hammer's
+// check_rate_inc.
+func (l *Limiter) CheckRateInc(ctx context.Context, id string, scale time.Duration, limit, increment int64) (Decision, error) {
+	scaleMs, err := l.check(id, scale, limit)
+	if err != nil {
+		return Decision{}, err
+	}
+	if err := checkIncrement(increment); err != nil {
+		return Decision{}, err
+	}
+	now := l.now().UnixMilli()
+	count, err := l.backend.CountHitInc(ctx, BucketKey{Bucket: bucketOf(now, scaleMs), ID: id}, now, increment)
+	if err != nil {
+		return Decision{}, err
+	}
+	return Decision{
+		Allowed:    count <= limit,
+		Count:      count,
+		Limit:      limit,
+		Remaining:  remaining(limit, count),
+		ResetAfter: time.Duration(msToNextBucket(now, scaleMs)) * time.Millisecond,
+	}, nil
+}
+
+// InspectBucket reports the current window of id without counting a hit.
+// It is Hammer's inspect_bucket.
+func (l *Limiter) InspectBucket(ctx context.Context, id string, scale time.Duration, limit int64) (BucketStatus, error) {
+	scaleMs, err := l.check(id, scale, limit)
+	if err != nil {
+		return BucketStatus{}, err
+	}
+	now := l.now().UnixMilli()
+	info, err := l.backend.GetBucket(ctx, BucketKey{Bucket: bucketOf(now, scaleMs), ID: id})
+	if err != nil {
+		return BucketStatus{}, err
+	}
+	st := BucketStatus{
+		CountRemaining: limit,
+		ResetAfter:     time.Duration(msToNextBucket(now, scaleMs)) * time.Millisecond,
+	}
+	if info != nil {
+		st.Count = info.Count
+		st.CountRemaining = remaining(limit, info.Count)
+		st.CreatedAt = info.Created
+		st.UpdatedAt = info.Updated
+	}
+	return st, nil
+}
+
+// DeleteBuckets deletes every bucket of id, in every window, and returns how
+// many it deleted. It is Hammer's delete_buckets, used for example to reset a
+// login limit after a successful login.
+func (l *Limiter) DeleteBuckets(ctx context.Context, id string) (int64, error) {
+	if err := checkID(id, l.maxIDBytes); err != nil {
+		return 0, err
+	}
+	return l.backend.DeleteBuckets(ctx, id)
+}
+
+// MakeRateChecker returns a function that checks idPrefix+id against scale
+// and limit: checker(ctx, id) is CheckRate(ctx, idPrefix+id, scale, limit).
+// It is Hammer's make_rate_checker.
+func (l *Limiter) MakeRateChecker(idPrefix string, scale time.Duration, limit int64) func(ctx context.Context, id string) (Decision, error) {
+	return func(ctx context.Context, id string) (Decision, error) {
+		return l.CheckRate(ctx, idPrefix+id, scale, limit)
+	}
+}
+
+// check validates the arguments shared by every check and returns the scale
+// in milliseconds.
+func (l *Limiter) check(id string, scale time.Duration, limit int64) (int64, error) {
+	if err := checkID(id, l.maxIDBytes); err != nil {
+		return 0, err
+	}
+	if err := checkLimit(limit); err != nil {
+		return 0, err
+	}
+	return checkScale(scale, l.maxScaleMs)
+}

@@ -1,0 +1,112 @@
+package hammer
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Options configures a ClusterBackend. They are the Go spelling of the
+// options of Hammer's Redis Cluster backend: expiry_ms, eredis_cluster_name,
+// eredis_cluster_init_servers and eredis_options.
+//
+// NewClusterBackend copies what it needs: it never changes the Options, nor
+// the RedisOptions they point to.
+type Options struct {
+	// ExpiryMs is how long a bucket lives after its latest hit, in
+	// milliseconds. It is required: it must be at least 1 and at most
+	// MaxExpiryMs. A Limiter refuses scales longer than the expiry, since
+	// such a bucket could vanish before its window ends.
+	ExpiryMs int64
+
+	// ClusterName names this backend in errors. The default value is
+	// "default".
+	ClusterName string
+
+	// InitServers are the seed nodes of the cluster, as "host:port". One
+	// reachable node is enough: the client learns the others from it. They
+	// are required unless Client is set, and unused when it is.
+	InitServers []string
+
+	// RedisOptions are passed down to the go-redis cluster client created
+	// from InitServers: username, password, TLS, timeouts, pool sizes. Its
+	// Addrs are replaced by InitServers. Unused when Client is set. The
+	// default value is nil: go-redis's own defaults.
+	RedisOptions *redis.ClusterOptions
+
+	// Client is a go-redis client to use instead of creating one: a
+	// *redis.ClusterClient, or a *redis.Client for a standalone Redis.
+	// The backend never closes it. The default value is nil: a cluster
+	// client is created from InitServers and RedisOptions, and Close
+	// closes it.
+	Client redis.UniversalClient
+
+	// KeyPrefix is put in front of every key the backend writes. It may not
+	// contain '{' or '}', so it never becomes part of a hash tag and ids
+	// spread over all slots. The default value is "hammer:".
+	KeyPrefix string
+
+	// MaxIDBytes is the longest id accepted, in bytes. The default value is
+	// DefaultMaxIDBytes (1024).
+	MaxIDBytes int
+}
+
+// MaxExpiryMs is the longest Options.ExpiryMs accepted: about 139 years.
+const MaxExpiryMs = 1 << 42
+
+const (
+	defaultClusterName = "default"
+	defaultKeyPrefix   = "hammer:"
+)
+
+// config is the validated form of Options with every default applied.
+type config struct {
+	expiryMs   int64
+	name       string
+	prefix     string
+	maxIDBytes int
+}
+
+// validate checks opts and applies the defaults, without touching opts.
+func (opts *Options) validate() (config, error) {
+	c := config{
+		expiryMs:   opts.ExpiryMs,
+		name:       opts.ClusterName,
+		prefix:     opts.KeyPrefix,
+		maxIDBytes: opts.MaxIDBytes,
+	}
+	if c.expiryMs < 1 || c.expiryMs > MaxExpiryMs {
+		return c, fmt.Errorf("%w: ExpiryMs %d outside [1, %d]", ErrInvalidOptions, c.expiryMs, int64(MaxExpiryMs))
+	}
+	if opts.Client == nil && len(opts.InitServers) == 0 {
+		return c, fmt.Errorf("%w: neither InitServers nor Client is set", ErrInvalidOptions)
+	}
+	if strings.ContainsAny(c.prefix, "{}") {
+		return c, fmt.Errorf("%w: KeyPrefix %q contains '{' or '}'", ErrInvalidOptions, c.prefix)
+	}
+	if c.maxIDBytes < 0 {
+		return c, fmt.Errorf("%w: MaxIDBytes %d is negative", ErrInvalidOptions, c.maxIDBytes)
+	}
+	if c.name == "" {
+		c.name = defaultClusterName
+	}
+	if c.prefix == "" {
+		c.prefix = defaultKeyPrefix
+	}
+	if c.maxIDBytes == 0 {
+		c.maxIDBytes = DefaultMaxIDBytes
+	}
+	return c, nil
+}
+
+// clusterOptions returns the options of the client created from InitServers:
+// a copy of RedisOptions with Addrs set to InitServers.
+func (opts *Options) clusterOptions() *redis.ClusterOptions {
+	var co redis.ClusterOptions
+	if opts.RedisOptions != nil {
+		co = *opts.RedisOptions
+	}
+	co.Addrs = append([]string(nil), opts.InitServers...)
+	return &co
+}

@@ -1,0 +1,55 @@
+package hammer
+
+import "github.com/redis/go-redis/v9"
+
+// The Lua scripts, in one place. Field names are shared with the Go code
+// through the constants below. Scripts run through redis.Script.Run, which
+// sends EVALSHA and falls back to EVAL on NOSCRIPT: the script cache is per
+// node and is lost on restart and failover.
+
+const (
+	fieldCount   = "count"
+	fieldCreated = "created"
+	fieldUpdated = "updated"
+)
+
+// hitScript counts a hit in one round trip.
+//
+//	KEYS[1] bucket hash, KEYS[2] index of the id's buckets
+//	ARGV[1] now (unix ms), ARGV[2] increment, ARGV[3] bucket TTL (ms),
+//	ARGV[4] index TTL (ms)
+//
+// An existing bucket costs three commands: HINCRBY, HSET updated, PEXPIRE.
+// Only the first hit of a bucket (count == increment) writes created and
+// touches the index: it adds the bucket number (the key's last ":" field,
+// at most 20 bytes, so the match looks at the key's last 21 bytes only),
+// drops entries of buckets that must be gone, and renews the index's TTL.
+var hitScript = redis.NewScript(`
+local n = redis.call('HINCRBY', KEYS[1], 'count', ARGV[2])
+if n == tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'created', ARGV[1], 'updated', ARGV[1])
+  local now = tonumber(ARGV[1])
+  redis.call('ZADD', KEYS[2], now, string.match(string.sub(KEYS[1], -21), ':(-?%d+)$'))
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - tonumber(ARGV[4])))
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+else
+  redis.call('HSET', KEYS[1], 'updated', ARGV[1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return n
+`)
+
+// deleteScript deletes every bucket listed in an id's index, then the index,
+// and returns how many buckets existed. Every key it touches shares the id's
+// hash tag, so they all sit in the slot of KEYS[1].
+//
+//	KEYS[1] index, ARGV[1] key base ("<prefix>{<escaped id>}:")
+var deleteScript = redis.NewScript(`
+local m = redis.call('ZRANGE', KEYS[1], 0, -1)
+local n = 0
+for i = 1, #m do
+  n = n + redis.call('DEL', ARGV[1] .. m[i])
+end
+redis.call('DEL', KEYS[1])
+return n
+`)
