@@ -411,6 +411,7 @@ func TestRedisErrorsAreWrapped(t *testing.T) {
 	_, err = b.CountHit(ctx, BucketKey{ID: "u1"}, 1)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `hammer edge: count hit "u1"`)
+	assert.ErrorIs(t, err, ErrUnavailable, "no node reachable")
 	_, err = b.GetBucket(ctx, BucketKey{ID: "u2"})
 	assert.ErrorContains(t, err, `get bucket "u2"`)
 	_, err = b.DeleteBuckets(ctx, "u3")

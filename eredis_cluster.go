@@ -20,6 +20,7 @@ type ClusterBackend struct {
 	client redis.UniversalClient
 	owned  bool // Close closes client
 	cfg    config
+	reload reloader
 
 	// Script arguments that never change, formatted once.
 	expiryArg string
@@ -50,6 +51,7 @@ func NewClusterBackend(opts Options) (*ClusterBackend, error) {
 		b.client = redis.NewClusterClient(opts.clusterOptions())
 		b.owned = true
 	}
+	b.reload.cc, _ = b.client.(*redis.ClusterClient)
 	return b, nil
 }
 
@@ -123,9 +125,19 @@ func (b *ClusterBackend) DeleteBuckets(ctx context.Context, id string) (int64, e
 	return n, nil
 }
 
-// wrap adds the backend's name, the operation and the id to a Redis error.
+// wrap adds the backend's name, the operation and the id to a Redis error,
+// and ErrUnavailable or ErrMisconfigured when the error is of that class.
+// An ErrUnavailable error also schedules a reload of the slot map.
 func (b *ClusterBackend) wrap(op, id string, err error) error {
-	return fmt.Errorf("hammer %s: %s %s: %w", b.cfg.name, op, quoteID(id), err)
+	switch class := errorClass(err); class {
+	case nil:
+		return fmt.Errorf("hammer %s: %s %s: %w", b.cfg.name, op, quoteID(id), err)
+	case ErrUnavailable:
+		b.reload.trigger()
+		fallthrough
+	default:
+		return fmt.Errorf("hammer %s: %s %s: %w: %w", b.cfg.name, op, quoteID(id), class, err)
+	}
 }
 
 // quoteID quotes an id for an error message, cut to 64 bytes.

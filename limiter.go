@@ -2,6 +2,7 @@ package hammer
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -12,6 +13,9 @@ type Limiter struct {
 	now        func() time.Time
 	maxScaleMs int64 // 0: no bound known
 	maxIDBytes int
+	policy     FailurePolicy
+	onError    func(ctx context.Context, id string, err error)
+	observer   Observer
 }
 
 // Option configures a Limiter.
@@ -55,6 +59,11 @@ type Decision struct {
 	Limit      int64         // the limit checked against
 	Remaining  int64         // max(Limit-Count, 0)
 	ResetAfter time.Duration // until the current window ends
+
+	// FailedOpen is set when the backend was unavailable and the check was
+	// allowed without being counted, by the FailOpen policy. The error is
+	// returned too. Count and Remaining are 0 then.
+	FailedOpen bool
 }
 
 // BucketStatus is what InspectBucket sees of the current window.
@@ -82,17 +91,40 @@ func (l *Limiter) CheckRateInc(ctx context.Context, id string, scale time.Durati
 		return Decision{}, err
 	}
 	now := l.now().UnixMilli()
-	count, err := l.backend.CountHitInc(ctx, BucketKey{Bucket: bucketOf(now, scaleMs), ID: id}, now, increment)
-	if err != nil {
-		return Decision{}, err
+	var start time.Time
+	if l.observer != nil {
+		start = time.Now()
 	}
-	return Decision{
+	count, err := l.backend.CountHitInc(ctx, BucketKey{Bucket: bucketOf(now, scaleMs), ID: id}, now, increment)
+	d := Decision{
 		Allowed:    count <= limit,
 		Count:      count,
 		Limit:      limit,
 		Remaining:  remaining(limit, count),
 		ResetAfter: time.Duration(msToNextBucket(now, scaleMs)) * time.Millisecond,
-	}, nil
+	}
+	outcome := OutcomeAllowed
+	if err != nil {
+		d, outcome = l.failed(ctx, id, err, d)
+	} else if !d.Allowed {
+		outcome = OutcomeDenied
+	}
+	if l.observer != nil {
+		l.observer.ObserveCheck(ctx, CheckEvent{Outcome: outcome, Latency: time.Since(start)})
+	}
+	return d, err
+}
+
+// failed applies the failure policy to a backend error: the Decision to
+// return with it, and the outcome to observe.
+func (l *Limiter) failed(ctx context.Context, id string, err error, d Decision) (Decision, Outcome) {
+	if l.onError != nil {
+		l.onError(ctx, id, err)
+	}
+	if l.policy == FailOpen && errors.Is(err, ErrUnavailable) {
+		return Decision{Allowed: true, Limit: d.Limit, Remaining: d.Limit, ResetAfter: d.ResetAfter, FailedOpen: true}, OutcomeFailedOpen
+	}
+	return Decision{}, OutcomeError
 }
 
 // InspectBucket reports the current window of id without counting a hit.
@@ -105,6 +137,9 @@ func (l *Limiter) InspectBucket(ctx context.Context, id string, scale time.Durat
 	now := l.now().UnixMilli()
 	info, err := l.backend.GetBucket(ctx, BucketKey{Bucket: bucketOf(now, scaleMs), ID: id})
 	if err != nil {
+		if l.onError != nil {
+			l.onError(ctx, id, err)
+		}
 		return BucketStatus{}, err
 	}
 	st := BucketStatus{
@@ -127,7 +162,11 @@ func (l *Limiter) DeleteBuckets(ctx context.Context, id string) (int64, error) {
 	if err := checkID(id, l.maxIDBytes); err != nil {
 		return 0, err
 	}
-	return l.backend.DeleteBuckets(ctx, id)
+	n, err := l.backend.DeleteBuckets(ctx, id)
+	if err != nil && l.onError != nil {
+		l.onError(ctx, id, err)
+	}
+	return n, err
 }
 
 // MakeRateChecker returns a function that checks idPrefix+id against scale

@@ -3,6 +3,7 @@ package hammer
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -31,9 +32,28 @@ type Options struct {
 
 	// RedisOptions are passed down to the go-redis cluster client created
 	// from InitServers: username, password, TLS, timeouts, pool sizes. Its
-	// Addrs are replaced by InitServers. Unused when Client is set. The
-	// default value is nil: go-redis's own defaults.
+	// Addrs are replaced by InitServers. Unused when Client is set.
+	//
+	// Fields left zero get the backend's defaults, which differ from
+	// go-redis's own so that a call fails or recovers quickly when a node
+	// dies or stalls:
+	//
+	//	DialTimeout            1s    (go-redis: 5s)
+	//	ReadTimeout            500ms (go-redis: 5s)
+	//	WriteTimeout           500ms (go-redis: ReadTimeout)
+	//	DialerRetries          1     (go-redis: 5, 100ms apart)
+	//	ContextTimeoutEnabled  true  (go-redis: false; a context deadline
+	//	                              then bounds socket I/O too)
+	//
+	// Every other zero field keeps go-redis's default. Set KeepRedisDefaults
+	// to use RedisOptions exactly as given. The default value is nil: the
+	// defaults above.
 	RedisOptions *redis.ClusterOptions
+
+	// KeepRedisDefaults passes RedisOptions to go-redis as they are, without
+	// the backend's defaults: for example to leave ContextTimeoutEnabled
+	// off. The default value is false.
+	KeepRedisDefaults bool
 
 	// Client is a go-redis client to use instead of creating one: a
 	// *redis.ClusterClient, or a *redis.Client for a standalone Redis.
@@ -100,13 +120,38 @@ func (opts *Options) validate() (config, error) {
 	return c, nil
 }
 
+// Defaults of the client created from InitServers; see Options.RedisOptions.
+const (
+	DefaultDialTimeout   = time.Second
+	DefaultReadTimeout   = 500 * time.Millisecond
+	DefaultWriteTimeout  = 500 * time.Millisecond
+	DefaultDialerRetries = 1
+)
+
 // clusterOptions returns the options of the client created from InitServers:
-// a copy of RedisOptions with Addrs set to InitServers.
+// a copy of RedisOptions with Addrs set to InitServers and, unless
+// KeepRedisDefaults, the backend's defaults in its zero fields.
 func (opts *Options) clusterOptions() *redis.ClusterOptions {
 	var co redis.ClusterOptions
 	if opts.RedisOptions != nil {
 		co = *opts.RedisOptions
 	}
 	co.Addrs = append([]string(nil), opts.InitServers...)
+	if opts.KeepRedisDefaults {
+		return &co
+	}
+	if co.DialTimeout == 0 {
+		co.DialTimeout = DefaultDialTimeout
+	}
+	if co.ReadTimeout == 0 {
+		co.ReadTimeout = DefaultReadTimeout
+	}
+	if co.WriteTimeout == 0 {
+		co.WriteTimeout = DefaultWriteTimeout
+	}
+	if co.DialerRetries == 0 {
+		co.DialerRetries = DefaultDialerRetries
+	}
+	co.ContextTimeoutEnabled = true
 	return &co
 }
