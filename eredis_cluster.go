@@ -21,10 +21,11 @@ type ClusterBackend struct {
 	owned  bool // Close closes client
 	cfg    config
 	reload reloader
+	co     *coalescer // nil: every hit is sent on its own
 
-	// Script arguments that never change, formatted once.
-	expiryArg string
-	indexArg  string
+	// Script arguments that never change, formatted and boxed once.
+	expiryArg any
+	indexArg  any
 }
 
 var _ Backend = (*ClusterBackend)(nil)
@@ -52,6 +53,9 @@ func NewClusterBackend(opts Options) (*ClusterBackend, error) {
 		b.owned = true
 	}
 	b.reload.cc, _ = b.client.(*redis.ClusterClient)
+	if cfg.coalesce {
+		b.co = newCoalescer(b, cfg.maxQueue, cfg.maxBatch, cfg.flushers, cfg.flushTimeout)
+	}
 	return b, nil
 }
 
@@ -87,11 +91,27 @@ func (b *ClusterBackend) CountHitInc(ctx context.Context, key BucketKey, now int
 		return 0, err
 	}
 	bucket, index := hitKeys(b.cfg.prefix, key)
-	n, err := hitScript.Run(ctx, b.client, []string{bucket, index}, now, increment, b.expiryArg, b.indexArg).Int64()
+	var n int64
+	var err error
+	if b.co != nil {
+		n, err = b.co.hit(ctx, bucket, index, now, increment)
+	} else {
+		n, err = b.runHit(ctx, []string{bucket, index}, now, increment)
+	}
 	if err != nil {
 		return 0, b.wrap("count hit", key.ID, err)
 	}
 	return n, nil
+}
+
+// runHit sends one hit on its own: EVALSHA, and EVAL when the node does
+// not have the script.
+func (b *ClusterBackend) runHit(ctx context.Context, keys []string, now, inc int64) (int64, error) {
+	n, err := b.client.EvalSha(ctx, hitSHA, keys, now, inc, b.expiryArg, b.indexArg).Int64()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		n, err = b.client.Eval(ctx, hitSource, keys, now, inc, b.expiryArg, b.indexArg).Int64()
+	}
+	return n, err
 }
 
 // GetBucket returns the bucket of key, or (nil, nil) when it does not exist.

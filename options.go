@@ -70,7 +70,38 @@ type Options struct {
 	// MaxIDBytes is the longest id accepted, in bytes. The default value is
 	// DefaultMaxIDBytes (1024).
 	MaxIDBytes int
+
+	// Coalesce sets whether hits from concurrent callers are queued per
+	// master and sent as pipelines (see the README's Performance section).
+	// The default value is CoalesceDefault, which is CoalesceOn.
+	Coalesce CoalesceMode
+
+	// CoalesceMaxBatch is the most hits in one pipeline. The default value
+	// is 128.
+	CoalesceMaxBatch int
+
+	// CoalesceMaxQueue bounds the hits queued or in flight, over all
+	// nodes; a caller waits for room (or for its context to end) when the
+	// queue is full. The default value is 8192.
+	CoalesceMaxQueue int
+
+	// CoalesceFlushers is the most pipelines in flight to one node at a
+	// time. The default value is 4.
+	CoalesceFlushers int
+
+	// CoalesceTimeout bounds one pipeline. Callers return at their own
+	// context's end whatever this is. The default value is 1s.
+	CoalesceTimeout time.Duration
 }
+
+// CoalesceMode says whether hits are coalesced into pipelines.
+type CoalesceMode int
+
+const (
+	CoalesceDefault CoalesceMode = iota // the default: CoalesceOn
+	CoalesceOn                          // queue concurrent hits per master, send them as pipelines
+	CoalesceOff                         // send every hit on its own, from its caller's goroutine
+)
 
 // MaxExpiryMs is the longest Options.ExpiryMs accepted: about 139 years.
 const MaxExpiryMs = 1 << 42
@@ -80,12 +111,27 @@ const (
 	defaultKeyPrefix   = "hammer:"
 )
 
+// Defaults of coalescing; see Options.
+const (
+	defaultCoalesce         = CoalesceOn
+	defaultCoalesceMaxBatch = 128
+	defaultCoalesceMaxQueue = 8192
+	defaultCoalesceFlushers = 4
+	defaultCoalesceTimeout  = time.Second
+)
+
 // config is the validated form of Options with every default applied.
 type config struct {
 	expiryMs   int64
 	name       string
 	prefix     string
 	maxIDBytes int
+
+	coalesce     bool
+	maxBatch     int
+	maxQueue     int
+	flushers     int
+	flushTimeout time.Duration
 }
 
 // validate checks opts and applies the defaults, without touching opts.
@@ -108,6 +154,31 @@ func (opts *Options) validate() (config, error) {
 	if c.maxIDBytes < 0 {
 		return c, fmt.Errorf("%w: MaxIDBytes %d is negative", ErrInvalidOptions, c.maxIDBytes)
 	}
+	mode := opts.Coalesce
+	if mode == CoalesceDefault {
+		mode = defaultCoalesce
+	}
+	if mode != CoalesceOn && mode != CoalesceOff {
+		return c, fmt.Errorf("%w: unknown Coalesce mode %d", ErrInvalidOptions, opts.Coalesce)
+	}
+	c.coalesce = mode == CoalesceOn
+	var err error
+	if c.maxBatch, err = positive("CoalesceMaxBatch", opts.CoalesceMaxBatch, defaultCoalesceMaxBatch); err != nil {
+		return c, err
+	}
+	if c.maxQueue, err = positive("CoalesceMaxQueue", opts.CoalesceMaxQueue, defaultCoalesceMaxQueue); err != nil {
+		return c, err
+	}
+	if c.flushers, err = positive("CoalesceFlushers", opts.CoalesceFlushers, defaultCoalesceFlushers); err != nil {
+		return c, err
+	}
+	if opts.CoalesceTimeout < 0 {
+		return c, fmt.Errorf("%w: CoalesceTimeout %v is negative", ErrInvalidOptions, opts.CoalesceTimeout)
+	}
+	c.flushTimeout = opts.CoalesceTimeout
+	if c.flushTimeout == 0 {
+		c.flushTimeout = defaultCoalesceTimeout
+	}
 	if c.name == "" {
 		c.name = defaultClusterName
 	}
@@ -127,6 +198,17 @@ const (
 	DefaultWriteTimeout  = 500 * time.Millisecond
 	DefaultDialerRetries = 1
 )
+
+// positive returns v, or def when v is 0, and an error when v is negative.
+func positive(name string, v, def int) (int, error) {
+	switch {
+	case v < 0:
+		return 0, fmt.Errorf("%w: %s %d is negative", ErrInvalidOptions, name, v)
+	case v == 0:
+		return def, nil
+	}
+	return v, nil
+}
 
 // clusterOptions returns the options of the client created from InitServers:
 // a copy of RedisOptions with Addrs set to InitServers and, unless

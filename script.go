@@ -3,9 +3,9 @@ package hammer
 import "github.com/redis/go-redis/v9"
 
 // The Lua scripts, in one place. Field names are shared with the Go code
-// through the constants below. Scripts run through redis.Script.Run, which
-// sends EVALSHA and falls back to EVAL on NOSCRIPT: the script cache is per
-// node and is lost on restart and failover.
+// through the constants below. Scripts are sent with EVALSHA, and again with
+// EVAL on NOSCRIPT: the script cache is per node and is lost on restart and
+// failover.
 
 const (
 	fieldCount   = "count"
@@ -13,7 +13,8 @@ const (
 	fieldUpdated = "updated"
 )
 
-// hitScript counts a hit in one round trip.
+// hitSource is the script that counts a hit in one round trip. It is sent
+// with EVALSHA, and with EVAL on NOSCRIPT.
 //
 //	KEYS[1] bucket hash, KEYS[2] index of the id's buckets
 //	ARGV[1] now (unix ms), ARGV[2] increment, ARGV[3] bucket TTL (ms),
@@ -24,7 +25,7 @@ const (
 // touches the index: it adds the bucket number (the key's last ":" field,
 // at most 20 bytes, so the match looks at the key's last 21 bytes only),
 // drops entries of buckets that must be gone, and renews the index's TTL.
-var hitScript = redis.NewScript(`
+const hitSource = `
 local n = redis.call('HINCRBY', KEYS[1], 'count', ARGV[2])
 if n == tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'created', ARGV[1], 'updated', ARGV[1])
@@ -37,7 +38,10 @@ else
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return n
-`)
+`
+
+// hitSHA is the SHA1 of hitSource, for EVALSHA.
+var hitSHA = redis.NewScript(hitSource).Hash()
 
 // deleteScript deletes every bucket listed in an id's index, then the index,
 // and returns how many buckets existed. Every key it touches shares the id's

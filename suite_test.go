@@ -24,6 +24,7 @@ type env struct {
 	client redis.UniversalClient // Options.Client; nil when seeds are set
 	raw    redis.UniversalClient // for inspecting keys, never the backend's own client
 	prefix string                // KeyPrefix of this test: a namespace of its own
+	mode   CoalesceMode          // Options.Coalesce
 
 	// flushScripts runs SCRIPT FLUSH on every node.
 	flushScripts func(t *testing.T)
@@ -45,16 +46,20 @@ func namespace() string {
 // targets lists the suite's targets. Real-cluster targets are added by
 // clusterTargets when a cluster can be had.
 func targets() []target {
-	ts := []target{
-		{"miniredis-cluster", func(t *testing.T) *env {
+	miniCluster := func(name string, mode CoalesceMode) target {
+		return target{name, func(t *testing.T) *env {
 			m := miniredis.RunT(t)
 			raw := redis.NewClient(&redis.Options{Addr: m.Addr()})
 			t.Cleanup(func() { raw.Close() })
 			return &env{
-				name: "miniredis-cluster", seeds: []string{m.Addr()}, raw: raw, prefix: namespace(),
+				name: name, seeds: []string{m.Addr()}, raw: raw, prefix: namespace(), mode: mode,
 				flushScripts: func(t *testing.T) { require.NoError(t, raw.ScriptFlush(context.Background()).Err()) },
 			}
-		}},
+		}}
+	}
+	ts := []target{
+		miniCluster("miniredis-cluster-coalesced", CoalesceOn),
+		miniCluster("miniredis-cluster-direct", CoalesceOff),
 		{"miniredis-standalone", func(t *testing.T) *env {
 			m := miniredis.RunT(t)
 			raw := redis.NewClient(&redis.Options{Addr: m.Addr()})
@@ -79,7 +84,7 @@ func forEachTarget(t *testing.T, f func(t *testing.T, e *env)) {
 
 // options returns the Options of a backend on e, with 60 s expiry.
 func (e *env) options() Options {
-	return Options{ExpiryMs: 60_000, InitServers: e.seeds, Client: e.client, KeyPrefix: e.prefix}
+	return Options{ExpiryMs: 60_000, InitServers: e.seeds, Client: e.client, KeyPrefix: e.prefix, Coalesce: e.mode}
 }
 
 // backend returns a backend on e, after letting edit change its options.
