@@ -16,6 +16,26 @@ type Limiter struct {
 	policy     FailurePolicy
 	onError    func(ctx context.Context, id string, err error)
 	observer   Observer
+	denies     *denyCache // nil: off
+}
+
+// WithDenyCache turns on a local cache of denials, holding at most
+// maxEntries windows. Once a check sees a window of an id over its limit,
+// later checks of that id, scale and limit in the same window are denied
+// in-process, with no Redis command, until the window ends.
+//
+// This differs from Hammer: denied hits answered by the cache are not
+// counted in Redis. It suits a hot abuser, who can then no longer load one
+// master. DeleteBuckets clears the id's entries in this Limiter only; other
+// processes keep denying from their own caches until the window ends.
+// The default is no cache. maxEntries < 1 leaves it off.
+func WithDenyCache(maxEntries int) Option {
+	return func(l *Limiter) {
+		l.denies = nil
+		if maxEntries > 0 {
+			l.denies = newDenyCache(maxEntries)
+		}
+	}
 }
 
 // Option configures a Limiter.
@@ -60,6 +80,11 @@ type Decision struct {
 	Remaining  int64         // max(Limit-Count, 0)
 	ResetAfter time.Duration // until the current window ends
 
+	// Cached is set when the deny cache (WithDenyCache) answered: the hit
+	// was denied without a Redis command and not counted. Count is the
+	// count last seen in Redis for this window.
+	Cached bool
+
 	// FailedOpen is set when the backend was unavailable and the check was
 	// allowed without being counted, by the FailOpen policy. The error is
 	// returned too. Count and Remaining are 0 then.
@@ -91,23 +116,36 @@ func (l *Limiter) CheckRateInc(ctx context.Context, id string, scale time.Durati
 		return Decision{}, err
 	}
 	now := l.now().UnixMilli()
+	bucket := bucketOf(now, scaleMs)
+	resetAfter := time.Duration(msToNextBucket(now, scaleMs)) * time.Millisecond
+	if l.denies != nil {
+		if count, ok := l.denies.denied(id, scaleMs, limit, bucket); ok {
+			if l.observer != nil {
+				l.observer.ObserveCheck(ctx, CheckEvent{Outcome: OutcomeDenied, Cached: true})
+			}
+			return Decision{Count: count, Limit: limit, ResetAfter: resetAfter, Cached: true}, nil
+		}
+	}
 	var start time.Time
 	if l.observer != nil {
 		start = time.Now()
 	}
-	count, err := l.backend.CountHitInc(ctx, BucketKey{Bucket: bucketOf(now, scaleMs), ID: id}, now, increment)
+	count, err := l.backend.CountHitInc(ctx, BucketKey{Bucket: bucket, ID: id}, now, increment)
 	d := Decision{
 		Allowed:    count <= limit,
 		Count:      count,
 		Limit:      limit,
 		Remaining:  remaining(limit, count),
-		ResetAfter: time.Duration(msToNextBucket(now, scaleMs)) * time.Millisecond,
+		ResetAfter: resetAfter,
 	}
 	outcome := OutcomeAllowed
 	if err != nil {
 		d, outcome = l.failed(ctx, id, err, d)
 	} else if !d.Allowed {
 		outcome = OutcomeDenied
+		if l.denies != nil {
+			l.denies.deny(id, scaleMs, limit, bucket, count)
+		}
 	}
 	if l.observer != nil {
 		l.observer.ObserveCheck(ctx, CheckEvent{Outcome: outcome, Latency: time.Since(start)})
@@ -161,6 +199,9 @@ func (l *Limiter) InspectBucket(ctx context.Context, id string, scale time.Durat
 func (l *Limiter) DeleteBuckets(ctx context.Context, id string) (int64, error) {
 	if err := checkID(id, l.maxIDBytes); err != nil {
 		return 0, err
+	}
+	if l.denies != nil {
+		l.denies.forget(id)
 	}
 	n, err := l.backend.DeleteBuckets(ctx, id)
 	if err != nil && l.onError != nil {

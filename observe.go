@@ -56,7 +56,8 @@ func (o Outcome) String() string {
 // CheckEvent describes one finished check, for an Observer.
 type CheckEvent struct {
 	Outcome Outcome
-	Latency time.Duration // time spent in the backend
+	Latency time.Duration // time spent in the backend; 0 when Cached
+	Cached  bool          // denied by the deny cache, without a Redis command
 }
 
 // Observer receives an event for every check that reached the backend:
