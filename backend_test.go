@@ -381,8 +381,9 @@ func TestUnexpectedValues(t *testing.T) {
 		key := BucketKey{Bucket: 3, ID: "w"}
 		bk, _ := hitKeys(e.prefix, key)
 
-		// A key of another type: an error, not a panic.
-		require.NoError(t, e.raw.Set(ctx, bk, "x", 0).Err())
+		// A key of another type: an error, not a panic. (Keys written here
+		// get a TTL too: the cluster suite checks every key has one.)
+		require.NoError(t, e.raw.Set(ctx, bk, "x", time.Minute).Err())
 		_, err := b.CountHit(ctx, key, 1)
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "count hit")
@@ -392,6 +393,7 @@ func TestUnexpectedValues(t *testing.T) {
 		// A hash with garbage in it.
 		require.NoError(t, e.raw.Del(ctx, bk).Err())
 		require.NoError(t, e.raw.HSet(ctx, bk, fieldCount, "many").Err())
+		require.NoError(t, e.raw.PExpire(ctx, bk, time.Minute).Err())
 		_, err = b.GetBucket(ctx, key)
 		require.ErrorIs(t, err, errBadReply)
 		assert.Contains(t, err.Error(), `get bucket "w"`)
