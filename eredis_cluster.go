@@ -104,14 +104,21 @@ func (b *ClusterBackend) CountHitInc(ctx context.Context, key BucketKey, now int
 	return n, nil
 }
 
-// runHit sends one hit on its own: EVALSHA, and EVAL when the node does
-// not have the script.
+// runHit sends one hit on its own: EVALSHA, EVAL when the node does not
+// have the script, and again after a pause on TRYAGAIN.
 func (b *ClusterBackend) runHit(ctx context.Context, keys []string, now, inc int64) (int64, error) {
 	n, err := b.client.EvalSha(ctx, hitSHA, keys, now, inc, b.expiryArg, b.indexArg).Int64()
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		n, err = b.client.Eval(ctx, hitSource, keys, now, inc, b.expiryArg, b.indexArg).Int64()
+	for err != nil {
+		switch {
+		case redis.HasErrorPrefix(err, "NOSCRIPT"):
+			n, err = b.client.Eval(ctx, hitSource, keys, now, inc, b.expiryArg, b.indexArg).Int64()
+		case redis.IsTryAgainError(err) && pause(ctx):
+			n, err = b.client.EvalSha(ctx, hitSHA, keys, now, inc, b.expiryArg, b.indexArg).Int64()
+		default:
+			return 0, err
+		}
 	}
-	return n, err
+	return n, nil
 }
 
 // GetBucket returns the bucket of key, or (nil, nil) when it does not exist.
@@ -132,17 +139,57 @@ func (b *ClusterBackend) GetBucket(ctx context.Context, key BucketKey) (*BucketI
 }
 
 // DeleteBuckets deletes every bucket of id and returns how many it deleted.
-// It is one script over the id's index: O(buckets of id), never a scan.
+// It reads the id's index (ZRANGE), then deletes the buckets listed there
+// with one script per 1000 buckets: O(buckets of id), never a scan, and
+// only keys of id. A bucket created while it runs is left alone.
 func (b *ClusterBackend) DeleteBuckets(ctx context.Context, id string) (int64, error) {
 	if err := checkID(id, b.cfg.maxIDBytes); err != nil {
 		return 0, err
 	}
 	base := keyBase(b.cfg.prefix, id)
-	n, err := deleteScript.Run(ctx, b.client, []string{base + indexSuffix}, base).Int64()
+	index := base + indexSuffix
+	members, err := b.client.ZRange(ctx, index, 0, -1).Result()
 	if err != nil {
 		return 0, b.wrap("delete buckets", id, err)
 	}
-	return n, nil
+	var deleted int64
+	for len(members) > 0 {
+		chunk := members[:min(len(members), deleteChunk)]
+		members = members[len(chunk):]
+		keys := make([]string, 1, len(chunk)+1)
+		keys[0] = index
+		args := make([]any, len(chunk))
+		for i, m := range chunk {
+			keys = append(keys, base+m)
+			args[i] = m
+		}
+		n, err := deleteScript.Run(ctx, b.client, keys, args...).Int64()
+		for redis.IsTryAgainError(err) && pause(ctx) {
+			n, err = deleteScript.Run(ctx, b.client, keys, args...).Int64()
+		}
+		if err != nil {
+			return deleted, b.wrap("delete buckets", id, err)
+		}
+		deleted += n
+	}
+	return deleted, nil
+}
+
+// Redis Cluster answers TRYAGAIN, without running anything, to a
+// multi-key call while the keys' slot is half migrated. Such calls are sent
+// again after tryAgainPause, until the caller's context ends.
+const tryAgainPause = 10 * time.Millisecond
+
+// pause waits tryAgainPause, and reports false when ctx ends first.
+func pause(ctx context.Context) bool {
+	t := time.NewTimer(tryAgainPause)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // wrap adds the backend's name, the operation and the id to a Redis error,

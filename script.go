@@ -43,17 +43,21 @@ return n
 // hitSHA is the SHA1 of hitSource, for EVALSHA.
 var hitSHA = redis.NewScript(hitSource).Hash()
 
-// deleteScript deletes every bucket listed in an id's index, then the index,
-// and returns how many buckets existed. Every key it touches shares the id's
-// hash tag, so they all sit in the slot of KEYS[1].
+// deleteScript deletes the buckets it is given and drops them from their
+// index, and returns how many buckets existed. Every key is declared, so
+// Redis Cluster routes it right even while the slot is being migrated.
 //
-//	KEYS[1] index, ARGV[1] key base ("<prefix>{<escaped id>}:")
+//	KEYS[1] index, KEYS[2..] bucket keys
+//	ARGV    the buckets' index entries
 var deleteScript = redis.NewScript(`
-local m = redis.call('ZRANGE', KEYS[1], 0, -1)
 local n = 0
-for i = 1, #m do
-  n = n + redis.call('DEL', ARGV[1] .. m[i])
+for i = 2, #KEYS do
+  n = n + redis.call('DEL', KEYS[i])
 end
-redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[1], unpack(ARGV))
 return n
 `)
+
+// deleteChunk is the most buckets one deleteScript call is given: Lua's
+// unpack has a stack limit.
+const deleteChunk = 1000
