@@ -19,7 +19,15 @@ import (
 // Without redis-server these subtests skip, saying how to install it; with
 // HAMMER_REQUIRE_CLUSTER=1 (as make test sets) they fail instead.
 
-func TestMain(m *testing.M) { testcluster.Main(m) }
+func TestMain(m *testing.M) {
+	// go-redis logs every failed dial; the fault tests make thousands.
+	redis.SetLogger(quietLogger{})
+	testcluster.Main(m)
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
 
 func clusterTargets() []target {
 	mk := func(name string, mode CoalesceMode) target {

@@ -1,0 +1,195 @@
+package hammer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-hammer/hammer/internal/testcluster"
+	"github.com/stretchr/testify/require"
+)
+
+// A load for the fault tests: workers hit a set of ids in a loop, each call
+// with its own deadline, and keep what every id saw.
+
+// loadBucket is the one bucket every load hit goes to, so that counts can
+// be compared with the acknowledged hits.
+const loadBucket = 1
+
+type idStats struct {
+	acked    atomic.Int64 // hits that returned a count
+	errs     atomic.Int64
+	lastOK   atomic.Int64 // unix ns of the latest success
+	lastErr  atomic.Value // error
+	errClass sync.Map     // class name -> count
+}
+
+type load struct {
+	b        *ClusterBackend
+	ids      []string
+	stats    map[string]*idStats
+	deadline time.Duration
+
+	maxOverrun atomic.Int64 // ns past a call's deadline, at worst
+	calls      atomic.Int64
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+// startLoad runs workers goroutines hitting ids until stopped.
+func startLoad(t *testing.T, b *ClusterBackend, ids []string, workers int, deadline time.Duration) *load {
+	t.Helper()
+	l := &load{b: b, ids: ids, stats: map[string]*idStats{}, deadline: deadline, stop: make(chan struct{})}
+	for _, id := range ids {
+		l.stats[id] = &idStats{}
+	}
+	for w := 0; w < workers; w++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for i := w; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				id := ids[i%len(ids)]
+				l.hit(id)
+			}
+		}()
+	}
+	t.Cleanup(l.halt)
+	return l
+}
+
+func (l *load) hit(id string) {
+	st := l.stats[id]
+	ctx, cancel := context.WithTimeout(context.Background(), l.deadline)
+	start := time.Now()
+	_, err := l.b.CountHit(ctx, BucketKey{Bucket: loadBucket, ID: id}, 1)
+	elapsed := time.Since(start)
+	cancel()
+	l.calls.Add(1)
+	if over := int64(elapsed - l.deadline); over > l.maxOverrun.Load() {
+		l.maxOverrun.Store(over) // racy max: fine for a worst case
+	}
+	if err != nil {
+		st.errs.Add(1)
+		st.lastErr.Store(err)
+		class := "other"
+		switch {
+		case errors.Is(err, ErrUnavailable):
+			class = "unavailable"
+		case errors.Is(err, ErrMisconfigured):
+			class = "misconfigured"
+		}
+		n, _ := st.errClass.LoadOrStore(class, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		return
+	}
+	st.acked.Add(1)
+	st.lastOK.Store(time.Now().UnixNano())
+}
+
+// halt stops the workers and waits for them.
+func (l *load) halt() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.wg.Wait()
+}
+
+// errorsOn returns the errors seen on ids, and a sample of them.
+func (l *load) errorsOn(ids []string) (int64, string) {
+	var n int64
+	var sample []string
+	for _, id := range ids {
+		st := l.stats[id]
+		n += st.errs.Load()
+		if err, ok := st.lastErr.Load().(error); ok && len(sample) < 3 {
+			sample = append(sample, err.Error())
+		}
+	}
+	return n, strings.Join(sample, "; ")
+}
+
+// okSince tells whether every id had a success after t.
+func (l *load) okSince(ids []string, t time.Time) bool {
+	for _, id := range ids {
+		if l.stats[id].lastOK.Load() <= t.UnixNano() {
+			return false
+		}
+	}
+	return true
+}
+
+// checkExactCounts compares each id's stored count with its acknowledged
+// hits. With no errors, they must be equal: no hit lost, none counted
+// twice.
+func (l *load) checkExactCounts(t *testing.T) {
+	t.Helper()
+	for _, id := range l.ids {
+		info, err := l.b.GetBucket(context.Background(), BucketKey{Bucket: loadBucket, ID: id})
+		require.NoError(t, err)
+		acked := l.stats[id].acked.Load()
+		require.NotNil(t, info, "id %q", id)
+		require.Equal(t, acked, info.Count, "id %q: stored count vs acknowledged hits", id)
+	}
+}
+
+// idsByMaster returns n ids whose keys live on each master, by master.
+func idsByMaster(t *testing.T, c *testcluster.Cluster, prefix string, n int) map[*testcluster.Node][]string {
+	t.Helper()
+	out := map[*testcluster.Node][]string{}
+	masters := c.Masters(t)
+	slotOwner := map[int]*testcluster.Node{}
+	for i := 0; len(out) < len(masters) || !enough(out, n, len(masters)); i++ {
+		id := fmt.Sprintf("id-%d", i)
+		bk, _ := hitKeys(prefix, BucketKey{Bucket: loadBucket, ID: id})
+		slot := testcluster.Slot(bk)
+		m, ok := slotOwner[slot]
+		if !ok {
+			m = c.MasterForSlot(t, slot)
+			slotOwner[slot] = m
+		}
+		if len(out[m]) < n {
+			out[m] = append(out[m], id)
+		}
+	}
+	return out
+}
+
+func enough(m map[*testcluster.Node][]string, n, masters int) bool {
+	if len(m) < masters {
+		return false
+	}
+	for _, ids := range m {
+		if len(ids) < n {
+			return false
+		}
+	}
+	return true
+}
+
+// goroutinesSettle waits until the number of goroutines is at most max,
+// and fails with their stacks if it does not get there.
+func goroutinesSettle(t *testing.T, max int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > max {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("%d goroutines, want at most %d:\n%s", runtime.NumGoroutine(), max, buf[:n])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
