@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestDemoServer builds the demo, runs it on a free port on an embedded
+// miniredis, and drives it over HTTP until / answers 429.
+func TestDemoServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the demo binary; skipped with -short")
+	}
+	// Bounds, not expectations: they only keep a stuck build or server from
+	// hanging the run.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+
+	bin := filepath.Join(t.TempDir(), "httpserver")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+
+	const limit = 3
+	cmd := exec.CommandContext(ctx, bin, "-addr", "127.0.0.1:0", "-limit", strconv.Itoa(limit), "-window", "1h")
+	cmd.Env = append(os.Environ(), "REDIS_CLUSTER_ADDRS=") // always the embedded miniredis
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+
+	// The first line says the URL, with the port the kernel chose.
+	lines := bufio.NewScanner(stdout)
+	require.True(t, lines.Scan(), "no line from the server: %v", lines.Err())
+	m := regexp.MustCompile(`http://127\.0\.0\.1:\d+/`).FindString(lines.Text())
+	require.NotEmpty(t, m, "no URL in %q", lines.Text())
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+
+	client := &http.Client{Timeout: 30 * time.Second}
+	get := func(path string, header ...string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, m+path, nil)
+		require.NoError(t, err)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+
+	// Until 429: limit allowed requests, or more if an hour window ended
+	// on the way.
+	var denied *http.Response
+	for i := 0; i < 3*limit && denied == nil; i++ {
+		resp := get("/")
+		switch resp.StatusCode {
+		case http.StatusOK:
+			assert.Equal(t, strconv.Itoa(limit), resp.Header.Get("RateLimit-Limit"))
+		case http.StatusTooManyRequests:
+			denied = resp
+		default:
+			t.Fatalf("GET /: %s", resp.Status)
+		}
+	}
+	require.NotNil(t, denied, "no 429 after %d requests", 3*limit)
+	h := denied.Header
+	assert.Equal(t, strconv.Itoa(limit), h.Get("RateLimit-Limit"))
+	assert.Equal(t, "0", h.Get("RateLimit-Remaining"))
+	assert.Equal(t, strconv.Itoa(limit)+";w=3600", h.Get("RateLimit-Policy"))
+	for _, name := range []string{"RateLimit-Reset", "Retry-After"} {
+		n, err := strconv.Atoi(h.Get(name))
+		if assert.NoError(t, err, name) {
+			assert.True(t, n >= 1 && n <= 3600, "%s: %d", name, n)
+		}
+	}
+	assert.Equal(t, h.Get("RateLimit-Reset"), h.Get("Retry-After"))
+
+	assert.Equal(t, http.StatusUnauthorized, get("/api").StatusCode)
+	resp := get("/api", "X-API-Key", "demo")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "100", resp.Header.Get("RateLimit-Limit"))
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m+"stats", nil)
+	require.NoError(t, err)
+	resp, err = client.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var st struct {
+		Checks   int64            `json:"checks"`
+		Outcomes map[string]int64 `json:"outcomes"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&st))
+	assert.GreaterOrEqual(t, st.Outcomes["allowed"], int64(limit+1))
+	assert.Equal(t, int64(1), st.Outcomes["denied"])
+	assert.Equal(t, st.Checks, st.Outcomes["allowed"]+st.Outcomes["denied"])
+
+	// Stop it the way a user would, and see it exit.
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	assert.NoError(t, cmd.Wait())
+}

@@ -1,0 +1,322 @@
+package httplimit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/go-hammer/hammer"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// windowStart is the start of a minute, so of every window of 1s, 10s and
+// 1m.
+var windowStart = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+
+// clock is a settable clock for hammer.WithClock.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
+// newLimiter returns a Limiter over a fresh miniredis, reached through the
+// cluster client with short timeouts, on a clock set to windowStart.
+func newLimiter(t *testing.T, opts ...hammer.Option) (*hammer.Limiter, *miniredis.Miniredis, *clock) {
+	t.Helper()
+	m := miniredis.RunT(t)
+	b, err := hammer.NewClusterBackend(hammer.Options{
+		ExpiryMs:    60 * 60 * 1000,
+		InitServers: []string{m.Addr()},
+		RedisOptions: &redis.ClusterOptions{
+			DialTimeout:  200 * time.Millisecond,
+			ReadTimeout:  200 * time.Millisecond,
+			WriteTimeout: 200 * time.Millisecond,
+		},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	c := &clock{now: windowStart}
+	return hammer.New(b, append([]hammer.Option{hammer.WithClock(c.Now)}, opts...)...), m, c
+}
+
+// ok is the limited handler: it answers 200 "ok".
+var ok = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, _ = w.Write([]byte("ok"))
+})
+
+// serve sends one request from remote through h.
+func serve(h http.Handler, remote string, header ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = remote
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Add(header[i], header[i+1])
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
+var rateLimitHeaders = []string{"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy", "Retry-After"}
+
+func TestHeadersAtAndPastLimit(t *testing.T) {
+	l, _, c := newLimiter(t)
+	c.Set(windowStart.Add(15 * time.Second))
+	h := Middleware(l, Rule{Scale: time.Minute, Limit: 3, IDPrefix: "page:"})(ok)
+
+	for i, want := range []string{"2", "1", "0"} {
+		w := serve(h, "203.0.113.7:1")
+		require.Equal(t, http.StatusOK, w.Code, "request %d", i+1)
+		assert.Equal(t, "ok", w.Body.String())
+		assert.Equal(t, "3", w.Header().Get("RateLimit-Limit"))
+		assert.Equal(t, want, w.Header().Get("RateLimit-Remaining"))
+		assert.Equal(t, "45", w.Header().Get("RateLimit-Reset"))
+		assert.Equal(t, "3;w=60", w.Header().Get("RateLimit-Policy"))
+		assert.Empty(t, w.Header().Get("Retry-After"))
+		assert.Empty(t, w.Header().Get("X-RateLimit-Limit"), "legacy headers are off by default")
+	}
+	for i := 0; i < 2; i++ {
+		w := serve(h, "203.0.113.7:1")
+		require.Equal(t, http.StatusTooManyRequests, w.Code)
+		assert.Equal(t, "3", w.Header().Get("RateLimit-Limit"))
+		assert.Equal(t, "0", w.Header().Get("RateLimit-Remaining"))
+		assert.Equal(t, "45", w.Header().Get("RateLimit-Reset"))
+		assert.Equal(t, "3;w=60", w.Header().Get("RateLimit-Policy"))
+		assert.Equal(t, "45", w.Header().Get("Retry-After"))
+		assert.Equal(t, "text/plain; charset=utf-8", w.Header().Get("Content-Type"))
+		assert.Equal(t, "rate limit exceeded, retry in 45 s\n", w.Body.String())
+	}
+
+	// Another client has its own count; the next window starts afresh.
+	assert.Equal(t, http.StatusOK, serve(h, "203.0.113.8:1").Code)
+	c.Set(windowStart.Add(time.Minute))
+	w := serve(h, "203.0.113.7:1")
+	assert.Equal(t, http.StatusOK, w.Code)
+	assert.Equal(t, "2", w.Header().Get("RateLimit-Remaining"))
+	assert.Equal(t, "60", w.Header().Get("RateLimit-Reset"))
+}
+
+func TestResetRoundingAtWindowEdges(t *testing.T) {
+	const scale = 10 * time.Second
+	cases := []struct {
+		left time.Duration // until the window ends
+		want string
+	}{
+		{time.Millisecond, "1"},
+		{999 * time.Millisecond, "1"},
+		{time.Second, "1"},
+		{1001 * time.Millisecond, "2"},
+		{9999 * time.Millisecond, "10"},
+		{scale, "10"}, // the first millisecond of a window
+	}
+	l, _, c := newLimiter(t)
+	for i, tc := range cases {
+		t.Run(tc.left.String(), func(t *testing.T) {
+			// A window of its own for each case: the Limit-1 rule denies the
+			// second request.
+			c.Set(windowStart.Add(time.Duration(i+1)*scale - tc.left))
+			h := Middleware(l, Rule{Scale: scale, Limit: 1, IDPrefix: "edge:"}, WithLegacyHeaders())(ok)
+			w := serve(h, "203.0.113.7:1")
+			require.Equal(t, http.StatusOK, w.Code)
+			assert.Equal(t, tc.want, w.Header().Get("RateLimit-Reset"))
+			assert.Equal(t, tc.want, w.Header().Get("X-RateLimit-Reset"))
+
+			w = serve(h, "203.0.113.7:1")
+			require.Equal(t, http.StatusTooManyRequests, w.Code)
+			assert.Equal(t, tc.want, w.Header().Get("RateLimit-Reset"))
+			assert.Equal(t, tc.want, w.Header().Get("Retry-After"))
+			assert.Equal(t, "1;w=10", w.Header().Get("RateLimit-Policy"))
+			assert.Equal(t, "1", w.Header().Get("X-RateLimit-Limit"))
+			assert.Equal(t, "0", w.Header().Get("X-RateLimit-Remaining"))
+		})
+	}
+}
+
+func TestSubSecondPolicy(t *testing.T) {
+	l, _, c := newLimiter(t)
+	c.Set(windowStart.Add(100 * time.Millisecond))
+	h := Middleware(l, Rule{Scale: 250 * time.Millisecond, Limit: 5})(ok)
+	w := serve(h, "203.0.113.7:1")
+	assert.Equal(t, "5;w=1", w.Header().Get("RateLimit-Policy"))
+	assert.Equal(t, "1", w.Header().Get("RateLimit-Reset"))
+}
+
+func TestDeniedBody(t *testing.T) {
+	cases := []struct {
+		accept, contentType, body string
+	}{
+		{"", "text/plain; charset=utf-8", "rate limit exceeded, retry in 30 s\n"},
+		{"text/html,*/*;q=0.8", "text/plain; charset=utf-8", "rate limit exceeded, retry in 30 s\n"},
+		{"application/json", "application/json", `{"error":"rate limit exceeded","retry_after":30}` + "\n"},
+	}
+	l, _, c := newLimiter(t)
+	c.Set(windowStart.Add(30 * time.Second))
+	h := Middleware(l, Rule{Scale: time.Minute, Limit: 1})(ok)
+	serve(h, "203.0.113.7:1")
+	for _, tc := range cases {
+		w := serve(h, "203.0.113.7:1", "Accept", tc.accept)
+		require.Equal(t, http.StatusTooManyRequests, w.Code)
+		assert.Equal(t, tc.contentType, w.Header().Get("Content-Type"), tc.accept)
+		assert.Equal(t, tc.body, w.Body.String(), tc.accept)
+		assert.Equal(t, "nosniff", w.Header().Get("X-Content-Type-Options"))
+		assert.Equal(t, "Accept", w.Header().Get("Vary"))
+		if tc.contentType == "application/json" {
+			var v struct {
+				Error      string `json:"error"`
+				RetryAfter int    `json:"retry_after"`
+			}
+			require.NoError(t, json.Unmarshal(w.Body.Bytes(), &v))
+			assert.Equal(t, 30, v.RetryAfter)
+		}
+	}
+}
+
+func TestCustomDeniedHandler(t *testing.T) {
+	l, _, _ := newLimiter(t)
+	var got hammer.Decision
+	h := Middleware(l, Rule{Scale: time.Minute, Limit: 1}, WithDeniedHandler(func(w http.ResponseWriter, r *http.Request, d hammer.Decision) {
+		got = d
+		w.WriteHeader(http.StatusTeapot)
+		fmt.Fprint(w, "slow down")
+	}))(ok)
+	serve(h, "203.0.113.7:1")
+	w := serve(h, "203.0.113.7:1")
+	assert.Equal(t, http.StatusTeapot, w.Code)
+	assert.Equal(t, "slow down", w.Body.String())
+	assert.Equal(t, "60", w.Header().Get("Retry-After"), "headers are set before the handler runs")
+	assert.Equal(t, "1", w.Header().Get("RateLimit-Limit"))
+	assert.Equal(t, hammer.Decision{Count: 2, Limit: 1, ResetAfter: time.Minute}, got)
+}
+
+func TestEmptyKeySkips(t *testing.T) {
+	l, m, _ := newLimiter(t)
+	h := Middleware(l, Rule{Scale: time.Minute, Limit: 1, Key: ByHeader("X-API-Key")})(ok)
+	for i := 0; i < 3; i++ {
+		w := serve(h, "203.0.113.7:1")
+		assert.Equal(t, http.StatusOK, w.Code)
+		for _, name := range rateLimitHeaders {
+			assert.Empty(t, w.Header().Values(name), name)
+		}
+	}
+	assert.Empty(t, m.Keys(), "nothing was counted")
+
+	assert.Equal(t, http.StatusOK, serve(h, "203.0.113.7:1", "X-API-Key", "k1").Code)
+	assert.Equal(t, http.StatusTooManyRequests, serve(h, "203.0.113.7:1", "X-API-Key", "k1").Code)
+	assert.Equal(t, http.StatusOK, serve(h, "203.0.113.7:1", "X-API-Key", "k2").Code)
+}
+
+func TestKeyFromTrustedProxy(t *testing.T) {
+	l, _, _ := newLimiter(t)
+	h := Middleware(l, Rule{Scale: time.Minute, Limit: 1, Key: ByIP(proxies...)})(ok)
+	assert.Equal(t, http.StatusOK, serve(h, "10.0.0.2:80", "X-Forwarded-For", "198.51.100.1").Code)
+	// The same client, with a fake entry prepended, through another proxy.
+	assert.Equal(t, http.StatusTooManyRequests, serve(h, "10.0.0.3:80", "X-Forwarded-For", "1.2.3.4, 198.51.100.1").Code)
+}
+
+func TestErrors(t *testing.T) {
+	l, _, _ := newLimiter(t)
+	failing := KeyFunc(func(*http.Request) (string, error) { return "", errors.New("no session") })
+	long := KeyFunc(func(*http.Request) (string, error) { return strings.Repeat("k", 2000), nil })
+	cases := []struct {
+		name   string
+		l      *hammer.Limiter
+		rule   Rule
+		opts   []Option
+		status int
+		err    error
+	}{
+		{"key function fails", l, Rule{Scale: time.Minute, Limit: 1, Key: failing}, nil, http.StatusInternalServerError, ErrKey},
+		{"key too long", l, Rule{Scale: time.Minute, Limit: 1, Key: long}, nil, http.StatusBadRequest, ErrKeyTooLong},
+		{"prefix makes the key too long", l, Rule{Scale: time.Minute, Limit: 1, IDPrefix: "api:", Key: ByHeader("K")}, []Option{WithMaxKeyBytes(10)}, http.StatusBadRequest, ErrKeyTooLong},
+		{"nil limiter", nil, Rule{Scale: time.Minute, Limit: 1}, nil, http.StatusInternalServerError, ErrInvalidRule},
+		{"zero rule", l, Rule{}, nil, http.StatusInternalServerError, ErrInvalidRule},
+		{"fractional scale", l, Rule{Scale: 1500 * time.Microsecond, Limit: 1}, nil, http.StatusInternalServerError, ErrInvalidRule},
+		{"limit too big", l, Rule{Scale: time.Minute, Limit: hammer.MaxValue + 1}, nil, http.StatusInternalServerError, ErrInvalidRule},
+		{"scale beyond the expiry", l, Rule{Scale: 2 * time.Hour, Limit: 1}, nil, http.StatusInternalServerError, hammer.ErrInvalidArgument},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w := serve(Middleware(c.l, c.rule, c.opts...)(ok), "203.0.113.7:1", "K", "0123456789")
+			assert.Equal(t, c.status, w.Code)
+			assert.NotEqual(t, "ok", w.Body.String())
+
+			var got error
+			h := Middleware(c.l, c.rule, append(c.opts, WithErrorHandler(func(w http.ResponseWriter, r *http.Request, err error) {
+				got = err
+				w.WriteHeader(http.StatusTeapot)
+			}))...)(ok)
+			w = serve(h, "203.0.113.7:1", "K", "0123456789")
+			assert.Equal(t, http.StatusTeapot, w.Code)
+			assert.ErrorIs(t, got, c.err)
+			assert.Equal(t, c.status, ErrorStatus(got))
+		})
+	}
+}
+
+func TestErrorBodyJSON(t *testing.T) {
+	h := Middleware(nil, Rule{})(ok)
+	w := serve(h, "203.0.113.7:1", "Accept", "application/json")
+	assert.Equal(t, http.StatusInternalServerError, w.Code)
+	assert.Equal(t, "application/json", w.Header().Get("Content-Type"))
+	assert.JSONEq(t, `{"error":"rate limit check failed"}`, w.Body.String())
+}
+
+// TestBackendDown kills the Redis under the Limiter: failing closed answers
+// 503, failing open lets requests through without RateLimit headers.
+func TestBackendDown(t *testing.T) {
+	cases := []struct {
+		name   string
+		policy hammer.FailurePolicy
+		status int
+	}{
+		{"fail closed", hammer.FailClosed, http.StatusServiceUnavailable},
+		{"fail open", hammer.FailOpen, http.StatusOK},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var backendErrors atomic.Int64
+			l, m, _ := newLimiter(t, hammer.WithFailurePolicy(tc.policy),
+				hammer.WithOnError(func(context.Context, string, error) { backendErrors.Add(1) }))
+			h := Middleware(l, Rule{Scale: time.Minute, Limit: 10})(ok)
+
+			w := serve(h, "203.0.113.7:1")
+			require.Equal(t, http.StatusOK, w.Code)
+			require.Equal(t, "9", w.Header().Get("RateLimit-Remaining"))
+
+			m.Close()
+			w = serve(h, "203.0.113.7:1")
+			assert.Equal(t, tc.status, w.Code)
+			for _, name := range rateLimitHeaders {
+				assert.Empty(t, w.Header().Values(name), name)
+			}
+			if tc.status == http.StatusOK {
+				assert.Equal(t, "ok", w.Body.String())
+			} else {
+				assert.Equal(t, "rate limiter unavailable\n", w.Body.String())
+			}
+			assert.Equal(t, int64(1), backendErrors.Load())
+		})
+	}
+}
