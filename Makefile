@@ -4,10 +4,14 @@
 GO ?= go
 export HAMMER_REQUIRE_CLUSTER = 1
 
-.PHONY: test vet redis example
+.PHONY: test vet otel redis example
 
-test: redis vet
+test: redis vet otel
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# hammerotel is a nested module: ./... above does not reach it.
+otel:
+	cd hammerotel && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

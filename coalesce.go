@@ -157,6 +157,9 @@ func (c *coalescer) exec(node redis.Cmdable, batch []*hitReq, cmds []*redis.Cmd)
 		cmds = append(cmds, pipe.EvalSha(ctx, hitSHA, r.keys[:], r.now, r.inc, c.b.expiryArg, c.b.indexArg))
 	}
 	_, _ = pipe.Exec(ctx) // errors are per command
+	if obs := c.b.cfg.batchObs; obs != nil {
+		obs.ObserveBatch(ctx, len(batch))
+	}
 	for i, r := range batch {
 		r.n, r.err = cmds[i].Int64()
 		if r.err != nil && notRun(r.err) {

@@ -68,6 +68,13 @@ type Observer interface {
 	ObserveCheck(ctx context.Context, ev CheckEvent)
 }
 
+// BatchObserver receives the size of every pipeline that a coalescing
+// ClusterBackend sends (see Options.BatchObserver). Implementations must be
+// safe for concurrent use and fast.
+type BatchObserver interface {
+	ObserveBatch(ctx context.Context, size int)
+}
+
 // WithObserver sets the Observer of the Limiter's checks. The default value
 // is nil: nothing is observed, and no time is read for it.
 func WithObserver(o Observer) Option {

@@ -92,6 +92,10 @@ type Options struct {
 	// CoalesceTimeout bounds one pipeline. Callers return at their own
 	// context's end whatever this is. The default value is 1s.
 	CoalesceTimeout time.Duration
+
+	// BatchObserver, when set, receives the size of every pipeline of
+	// coalesced hits. The default value is nil.
+	BatchObserver BatchObserver
 }
 
 // CoalesceMode says whether hits are coalesced into pipelines.
@@ -132,6 +136,7 @@ type config struct {
 	maxQueue     int
 	flushers     int
 	flushTimeout time.Duration
+	batchObs     BatchObserver
 }
 
 // validate checks opts and applies the defaults, without touching opts.
@@ -141,6 +146,7 @@ func (opts *Options) validate() (config, error) {
 		name:       opts.ClusterName,
 		prefix:     opts.KeyPrefix,
 		maxIDBytes: opts.MaxIDBytes,
+		batchObs:   opts.BatchObserver,
 	}
 	if c.expiryMs < 1 || c.expiryMs > MaxExpiryMs {
 		return c, fmt.Errorf("%w: ExpiryMs %d outside [1, %d]", ErrInvalidOptions, c.expiryMs, int64(MaxExpiryMs))
