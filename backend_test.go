@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-hammer/hammer/internal/testcluster"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -201,7 +202,7 @@ func TestOddIDs(t *testing.T) {
 		assert.Len(t, keys, 3*len(oddIDs), "two buckets and one index per id")
 		tags := map[string]int{}
 		for _, k := range keys {
-			tag := hashTag(k)
+			tag := testcluster.HashTag(k)
 			require.NotEqual(t, k, tag, "key %q has no hash tag", k)
 			assert.NotContains(t, tag, e.prefix)
 			tags[tag]++

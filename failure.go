@@ -58,8 +58,13 @@ func errorClass(err error) error {
 func isConfigError(err error) bool {
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
-		switch firstWord(rerr.Error()) {
+		msg := rerr.Error()
+		switch firstWord(msg) {
 		case "NOPERM", "WRONGPASS", "NOAUTH":
+			return true
+		}
+		// ACL refusals inside a script come back as ERR.
+		if strings.Contains(msg, "The user executing the script can't") {
 			return true
 		}
 	}

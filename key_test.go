@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/go-hammer/hammer/internal/testcluster"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -57,9 +58,9 @@ func TestKeysAreInjective(t *testing.T) {
 func TestHashTagIsTheEscapedID(t *testing.T) {
 	for _, id := range oddIDs {
 		for _, prefix := range []string{"", "hammer:", "a:b:"} {
-			tag := hashTag(bucketKey(prefix, BucketKey{Bucket: 5, ID: id}))
+			tag := testcluster.HashTag(bucketKey(prefix, BucketKey{Bucket: 5, ID: id}))
 			require.Equal(t, escapeID(id), tag, "id %q", id)
-			require.Equal(t, tag, hashTag(indexKey(prefix, id)))
+			require.Equal(t, tag, testcluster.HashTag(indexKey(prefix, id)))
 		}
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -130,21 +129,6 @@ func (e *env) keys(t *testing.T) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// hashTag returns the part of key that Redis Cluster hashes: the bytes
-// between the first '{' and the first '}' after it when they are not empty,
-// else the whole key.
-func hashTag(key string) string {
-	open := strings.IndexByte(key, '{')
-	if open < 0 {
-		return key
-	}
-	end := strings.IndexByte(key[open+1:], '}')
-	if end <= 0 {
-		return key
-	}
-	return key[open+1 : open+1+end]
 }
 
 // clock is a settable clock for WithClock.
