@@ -13,7 +13,9 @@ import (
 // when given a *redis.Client. Each bucket is a hash holding count, created
 // and updated, with a TTL of Options.ExpiryMs after its latest hit; each id
 // has an index of its buckets so that DeleteBuckets never scans. A hit is one
-// round trip: one Lua script, run by EVALSHA with a fallback to EVAL.
+// Lua script, sent with EVALSHA (EVAL on NOSCRIPT): in a round trip of its
+// own, or, with coalescing (the default), in a pipeline shared with the
+// concurrent hits bound for the same master.
 //
 // A ClusterBackend is safe for concurrent use.
 type ClusterBackend struct {
