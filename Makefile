@@ -4,14 +4,29 @@
 GO ?= go
 export HAMMER_REQUIRE_CLUSTER = 1
 
-.PHONY: test vet otel redis example
+.PHONY: test vet otel peers redis example bench bench-go
 
-test: redis vet otel
+test: redis vet otel peers
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # hammerotel is a nested module: ./... above does not reach it.
 otel:
 	cd hammerotel && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+
+# bench is a nested module too: make test vets and builds it (its peer run
+# skips unless HAMMER_PEER_BENCH=1); make bench runs it.
+peers:
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+# bench compares this library with go-redis/redis_rate and ulule/limiter on
+# one real cluster, in one run, and prints the ratios.
+bench: redis
+	cd bench && HAMMER_PEER_BENCH=1 $(GO) test -run TestPeers -count=1 -v -timeout 30m .
+
+# bench-go runs the Go benchmarks of the root package (miniredis and a real
+# cluster, with a raw go-redis baseline in the same run).
+bench-go: redis
+	$(GO) test -run '^$$' -bench 'CheckRate|CountHit|DenyCache|Latency' -benchtime 3s -timeout 30m .
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

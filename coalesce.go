@@ -13,7 +13,9 @@ import (
 // queued per master and sent as pipelines, one pipeline per flush. There is
 // no timer: a flush starts as soon as one of the node's flushers is free,
 // and carries whatever queued while the previous flushes were in flight. A
-// lone caller's call is sent at once, in a pipeline of one.
+// caller that finds its master idle sends its own hit at once, from its own
+// goroutine, as the direct path does: a lone caller pays nothing for
+// coalescing.
 
 // coalescer queues hits per node and flushes them as pipelines.
 type coalescer struct {
@@ -69,6 +71,21 @@ func (c *coalescer) hit(ctx context.Context, bucket, index string, now, inc int6
 	if err != nil {
 		return 0, err
 	}
+	q.mu.Lock()
+	if q.active == 0 {
+		// The node is idle: send this hit now, and let the callers that
+		// come meanwhile queue for the next flush.
+		q.active++
+		q.mu.Unlock()
+		n, err := c.b.runHit(ctx, []string{bucket, index}, now, inc)
+		if obs := c.b.cfg.batchObs; obs != nil {
+			obs.ObserveBatch(ctx, 1)
+		}
+		c.finished(q)
+		return n, err
+	}
+	q.mu.Unlock()
+
 	select { // backpressure: wait for room in the bounded queue
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -124,11 +141,36 @@ func (c *coalescer) queue(ctx context.Context, key string) (*nodeQueue, error) {
 	return q, nil
 }
 
+// finished ends a caller's own send, and starts a flusher for the hits that
+// queued meanwhile.
+func (c *coalescer) finished(q *nodeQueue) {
+	q.mu.Lock()
+	q.active--
+	start := len(q.pending) > 0 && q.active < c.flushers
+	if start {
+		q.active++
+	}
+	q.mu.Unlock()
+	if start {
+		go c.flush(q)
+	}
+}
+
+// flushBuf holds a flusher's slices, reused across flushers.
+type flushBuf struct {
+	batch []*hitReq
+	cmds  []*redis.Cmd
+}
+
+var flushBufs = sync.Pool{New: func() any { return new(flushBuf) }}
+
 // flush sends the queue's hits as pipelines of at most maxBatch, until the
 // queue is empty.
 func (c *coalescer) flush(q *nodeQueue) {
-	batch := make([]*hitReq, 0, c.maxBatch)
-	cmds := make([]*redis.Cmd, 0, c.maxBatch)
+	buf := flushBufs.Get().(*flushBuf)
+	defer flushBufs.Put(buf)
+	batch, cmds := buf.batch[:0], buf.cmds[:0]
+	defer func() { buf.batch, buf.cmds = batch[:0], cmds[:0] }()
 	for {
 		q.mu.Lock()
 		if len(q.pending) == 0 {

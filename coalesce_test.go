@@ -12,8 +12,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// gate holds pipelines of hits until it is opened, and records their
-// sizes. Other pipelines (a new connection's handshake) pass.
+// gate holds hits, alone or in pipelines, until it is opened, and records
+// how many each send carries. Other commands (a new connection's
+// handshake, EVAL after NOSCRIPT) pass.
 type gate struct {
 	open    chan struct{}
 	entered chan int // size of each pipeline, as it arrives
@@ -21,8 +22,16 @@ type gate struct {
 
 func newGate() *gate { return &gate{open: make(chan struct{}), entered: make(chan int, 100)} }
 
-func (g *gate) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (g *gate) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (g *gate) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (g *gate) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "evalsha" {
+			g.entered <- 1
+			<-g.open
+		}
+		return next(ctx, cmd)
+	}
+}
 func (g *gate) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
 		if cmds[0].Name() != "evalsha" {
@@ -71,7 +80,7 @@ func TestCoalescedBatchesCarryWhatQueued(t *testing.T) {
 	b, g, _ := gatedBackend(t, nil)
 	ctx := context.Background()
 	first := goHit(b, ctx, BucketKey{Bucket: 1, ID: "a"})
-	assert.Equal(t, 1, <-g.entered, "a lone caller is sent at once, alone")
+	assert.Equal(t, 1, <-g.entered, "a lone caller's hit is sent at once, alone")
 
 	// While the first pipeline is in flight, ten more callers queue up.
 	var rest []<-chan hitResult
@@ -183,9 +192,9 @@ func TestCoalescedErrorsArePerRequest(t *testing.T) {
 }
 
 func TestCoalescedQueueIsBounded(t *testing.T) {
-	b, g, _ := gatedBackend(t, func(o *Options) { o.CoalesceMaxQueue = 3 })
+	b, g, _ := gatedBackend(t, func(o *Options) { o.CoalesceMaxQueue = 2 })
 	key := BucketKey{Bucket: 1, ID: "q"}
-	// Fill the queue: one hit in flight, two waiting.
+	// One hit in flight, sent by its caller; two fill the queue.
 	held := []<-chan hitResult{goHit(b, context.Background(), key)}
 	<-g.entered
 	for i := 0; i < 2; i++ {

@@ -18,7 +18,7 @@ type denyCache struct {
 const denyShards = 32
 
 type denyShard struct {
-	mu sync.Mutex
+	mu sync.RWMutex
 	m  map[string][]denyEntry // id -> its denied windows, usually one
 	n  int                    // entries in m
 }
@@ -45,8 +45,8 @@ func (c *denyCache) shard(id string) *denyShard {
 // over limit, and whether there is one.
 func (c *denyCache) denied(id string, scaleMs, limit, bucket int64) (int64, bool) {
 	s := c.shard(id)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	for _, e := range s.m[id] {
 		if e.scaleMs == scaleMs && e.limit == limit && e.bucket == bucket {
 			return e.count, true

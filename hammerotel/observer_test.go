@@ -151,7 +151,7 @@ func TestBatchesAndCacheHits(t *testing.T) {
 	batch, ok := got[hammerotel.BatchSizeName].Data.(metricdata.Histogram[int64])
 	require.True(t, ok)
 	require.Len(t, batch.DataPoints, 1)
-	assert.Equal(t, uint64(2), batch.DataPoints[0].Count, "two pipelines, one per call that reached Redis")
+	assert.Equal(t, uint64(2), batch.DataPoints[0].Count, "two sends of one hit, one per call that reached Redis")
 	assert.Equal(t, int64(2), batch.DataPoints[0].Sum)
 
 	hits, ok := got[hammerotel.DenyCacheHitsName].Data.(metricdata.Sum[int64])
