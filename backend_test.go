@@ -85,6 +85,13 @@ func TestCheckRateInc(t *testing.T) {
 		require.NoError(t, err)
 		assert.True(t, d.Allowed)
 		assert.Equal(t, int64(MaxValue), d.Count)
+		// Counts are exact up to 2^53: a hit past it fails, and counts
+		// nothing.
+		_, err = l.CheckRateInc(ctx, "big", time.Minute, MaxValue, 1)
+		require.ErrorContains(t, err, "2^53")
+		st, err := l.InspectBucket(ctx, "big", time.Minute, MaxValue)
+		require.NoError(t, err)
+		assert.Equal(t, int64(MaxValue), st.Count)
 	})
 }
 

@@ -20,21 +20,31 @@ const (
 //	ARGV[1] now (unix ms), ARGV[2] increment, ARGV[3] bucket TTL (ms),
 //	ARGV[4] index TTL (ms)
 //
-// An existing bucket costs three commands: HINCRBY, HSET updated, PEXPIRE.
-// Only the first hit of a bucket (count == increment) writes created and
-// touches the index: it adds the bucket number (the key's last ":" field,
-// at most 20 bytes, so the match looks at the key's last 21 bytes only),
-// drops entries of buckets that must be gone, and renews the index's TTL.
+// An existing bucket costs a read and two writes: HGET count, HSET count
+// and updated, PEXPIRE. (Writes are what replicas replay, so the script
+// adds in Lua rather than with HINCRBY plus an HSET.) Counts are exact up
+// to 2^53, as Lua numbers are doubles: a hit that would pass it fails.
+// Only the first hit of a bucket writes created and touches the index: it
+// adds the bucket number (the key's last ":" field, at most 20 bytes, so the
+// match looks at the key's last 21 bytes only), drops entries of buckets
+// that must be gone, and renews the index's TTL.
 const hitSource = `
-local n = redis.call('HINCRBY', KEYS[1], 'count', ARGV[2])
-if n == tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'created', ARGV[1], 'updated', ARGV[1])
+local n = redis.call('HGET', KEYS[1], 'count')
+local inc = tonumber(ARGV[2])
+if n then
+  n = tonumber(n)
+  if n > 9007199254740992 - inc then
+    return redis.error_reply('ERR count would pass 2^53')
+  end
+  n = n + inc
+  redis.call('HSET', KEYS[1], 'count', string.format('%.0f', n), 'updated', ARGV[1])
+else
+  n = inc
+  redis.call('HSET', KEYS[1], 'count', ARGV[2], 'created', ARGV[1], 'updated', ARGV[1])
   local now = tonumber(ARGV[1])
   redis.call('ZADD', KEYS[2], now, string.match(string.sub(KEYS[1], -21), ':(-?%d+)$'))
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - tonumber(ARGV[4])))
   redis.call('PEXPIRE', KEYS[2], ARGV[4])
-else
-  redis.call('HSET', KEYS[1], 'updated', ARGV[1])
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return n

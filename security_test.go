@@ -15,7 +15,7 @@ import (
 // aclCommands are the commands the backend needs, as an ACL rule: the
 // README gives this line.
 const aclCommands = "+evalsha +eval +hmget +zrange +cluster|slots " +
-	"+hincrby +hset +pexpire +zadd +zremrangebyscore +del +zrem" // run by the scripts
+	"+hget +hset +pexpire +zadd +zremrangebyscore +del +zrem" // run by the scripts
 
 func TestACLUser(t *testing.T) {
 	c := testcluster.Shared(t)
@@ -70,7 +70,8 @@ func TestACLRefusals(t *testing.T) {
 	ctx := context.Background()
 	prefix := namespace()
 	user := "r" + strings.TrimSuffix(prefix, ":")
-	// A user that may not run HINCRBY, and sees only keys under "other:".
+	// A user that may not run the commands inside the scripts, and sees
+	// only keys under "other:".
 	c.SetupACL(t, user, "reset", "on", ">pw", "~other:*", "+evalsha", "+eval", "+hmget", "+zrange", "+cluster|slots")
 
 	cases := []struct {
