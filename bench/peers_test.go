@@ -48,11 +48,22 @@ type peerConfig struct {
 	rounds   int
 	duration time.Duration
 	callers  []int
+	replicas int // per master; testcluster.NoReplicas for none
 }
 
 func peerConfigFromEnv(t *testing.T) peerConfig {
 	t.Helper()
-	cfg := peerConfig{rounds: 3, duration: 4 * time.Second, callers: []int{1, 64, 256}}
+	cfg := peerConfig{rounds: 3, duration: 4 * time.Second, callers: []int{1, 64, 256}, replicas: 1}
+	if v := os.Getenv("HAMMER_PEER_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			t.Fatalf("HAMMER_PEER_REPLICAS=%q: want 0 or more", v)
+		}
+		cfg.replicas = n
+		if n == 0 {
+			cfg.replicas = testcluster.NoReplicas
+		}
+	}
 	if v := os.Getenv("HAMMER_PEER_ROUNDS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -218,7 +229,7 @@ func TestPeers(t *testing.T) {
 		t.Skip("set HAMMER_PEER_BENCH=1 to compare hammer with its peers on a real cluster (minutes; see README.md)")
 	}
 	cfg := peerConfigFromEnv(t)
-	c := testcluster.Start(t, testcluster.Config{})
+	c := testcluster.Start(t, testcluster.Config{ReplicasPerMaster: cfg.replicas})
 	opts := c.ClusterOptions()
 	// The timeouts a ClusterBackend gives a client it creates; every
 	// contender shares this one client, and so its pool.
