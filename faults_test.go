@@ -45,6 +45,30 @@ func faultBackend(t *testing.T, c *testcluster.Cluster, mode CoalesceMode) (*Clu
 	return b, prefix
 }
 
+// loaded is a fault backend on a cluster under a warmed-up load.
+type loaded struct {
+	*load
+	prefix   string
+	byMaster map[*testcluster.Node][]string // the load's ids, by master
+}
+
+// startLoaded makes a fault backend on c (closed when t ends), picks
+// perMaster ids on every master, and runs a load over all of them, each
+// call with the given deadline, until every id has succeeded once.
+func startLoaded(t *testing.T, c *testcluster.Cluster, mode CoalesceMode, perMaster int, deadline time.Duration) *loaded {
+	t.Helper()
+	b, prefix := faultBackend(t, c, mode)
+	t.Cleanup(func() { b.Close() })
+	byMaster := idsByMaster(t, c, prefix, perMaster)
+	var all []string
+	for _, ids := range byMaster {
+		all = append(all, ids...)
+	}
+	l := startLoad(t, b, all, faultWorkers, deadline)
+	waitFor(t, 10*time.Second, "load warms up", func() bool { return l.okSince(all, time.Time{}) })
+	return &loaded{load: l, prefix: prefix, byMaster: byMaster}
+}
+
 // waitFor polls cond until it holds or the bound passes, and returns how
 // long it took.
 func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) time.Duration {
@@ -64,20 +88,16 @@ func TestFaultKillMaster(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			c := testcluster.Start(t, partialCoverage)
 			before := runtime.NumGoroutine()
-			b, prefix := faultBackend(t, c, m.mode)
-			byMaster := idsByMaster(t, c, prefix, 4)
+			l := startLoaded(t, c, m.mode, 4, faultDeadline)
 			victim := c.Masters(t)[0]
-			var victimIDs, otherIDs, all []string
-			for node, ids := range byMaster {
+			var victimIDs, otherIDs []string
+			for node, ids := range l.byMaster {
 				if node == victim {
 					victimIDs = append(victimIDs, ids...)
 				} else {
 					otherIDs = append(otherIDs, ids...)
 				}
-				all = append(all, ids...)
 			}
-			l := startLoad(t, b, all, faultWorkers, faultDeadline)
-			waitFor(t, 10*time.Second, "load warms up", func() bool { return l.okSince(all, time.Time{}) })
 
 			killed := time.Now()
 			c.Kill(t, victim)
@@ -97,7 +117,7 @@ func TestFaultKillMaster(t *testing.T) {
 					assert.ErrorIs(t, err, ErrUnavailable, "id %q", id)
 				}
 			}
-			require.NoError(t, b.Close())
+			require.NoError(t, l.b.Close())
 			goroutinesSettle(t, before)
 		})
 	}
@@ -107,15 +127,9 @@ func TestFaultPauseMaster(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			c := testcluster.Start(t, partialCoverage)
-			b, prefix := faultBackend(t, c, m.mode)
-			defer b.Close()
-			var all []string
-			for _, ids := range idsByMaster(t, c, prefix, 4) {
-				all = append(all, ids...)
-			}
-			victim := c.MasterForKey(t, mustBucketKey(prefix, all[0]))
-			l := startLoad(t, b, all, faultWorkers, faultDeadline)
-			waitFor(t, 10*time.Second, "load warms up", func() bool { return l.okSince(all, time.Time{}) })
+			l := startLoaded(t, c, m.mode, 4, faultDeadline)
+			all := l.ids
+			victim := c.MasterForKey(t, mustBucketKey(l.prefix, all[0]))
 
 			c.Pause(t, victim)
 			time.Sleep(10 * time.Second)
@@ -142,15 +156,9 @@ func TestFaultManualFailover(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			c := testcluster.Start(t, testcluster.Config{})
-			b, prefix := faultBackend(t, c, m.mode)
-			defer b.Close()
-			var all []string
-			for _, ids := range idsByMaster(t, c, prefix, 4) {
-				all = append(all, ids...)
-			}
-			l := startLoad(t, b, all, faultWorkers, faultDeadline)
-			waitFor(t, 10*time.Second, "load warms up", func() bool { return l.okSince(all, time.Time{}) })
-			victim := c.MasterForKey(t, mustBucketKey(prefix, all[0]))
+			l := startLoaded(t, c, m.mode, 4, faultDeadline)
+			all := l.ids
+			victim := c.MasterForKey(t, mustBucketKey(l.prefix, all[0]))
 			c.Failover(t, c.ReplicaOf(t, victim))
 			done := time.Now()
 			waitFor(t, 10*time.Second, "load goes on", func() bool { return l.okSince(all, done) })
@@ -166,13 +174,8 @@ func TestFaultScriptFlush(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			c := testcluster.Shared(t)
-			b, prefix := faultBackend(t, c, m.mode)
-			defer b.Close()
-			var all []string
-			for _, ids := range idsByMaster(t, c, prefix, 4) {
-				all = append(all, ids...)
-			}
-			l := startLoad(t, b, all, faultWorkers, faultDeadline)
+			l := startLoaded(t, c, m.mode, 4, faultDeadline)
+			all := l.ids
 			for i := 0; i < 5; i++ {
 				mark := time.Now()
 				waitFor(t, 10*time.Second, "load goes on", func() bool { return l.okSince(all, mark) })
@@ -192,17 +195,10 @@ func TestFaultMoveSlots(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			c := testcluster.Start(t, testcluster.Config{MigrateBatchSize: 1, MigrateBatchDelay: 20 * time.Millisecond})
-			b, prefix := faultBackend(t, c, m.mode)
-			defer b.Close()
-			byMaster := idsByMaster(t, c, prefix, 6)
+			l := startLoaded(t, c, m.mode, 6, faultDeadline)
+			all, prefix, byMaster := l.ids, l.prefix, l.byMaster
 			masters := c.Masters(t)
 			from, to := masters[0], masters[1]
-			var all []string
-			for _, ids := range byMaster {
-				all = append(all, ids...)
-			}
-			l := startLoad(t, b, all, faultWorkers, faultDeadline)
-			waitFor(t, 10*time.Second, "load warms up", func() bool { return l.okSince(all, time.Time{}) })
 			// Move the slots of from's ids, key by key, while the load runs:
 			// hits meet ASK redirects and TRYAGAIN.
 			var slots []int
@@ -222,7 +218,7 @@ func TestFaultMoveSlots(t *testing.T) {
 
 			// DeleteBuckets finds the moved buckets.
 			for _, id := range byMaster[from] {
-				n, err := b.DeleteBuckets(context.Background(), id)
+				n, err := l.b.DeleteBuckets(context.Background(), id)
 				require.NoError(t, err)
 				assert.Equal(t, int64(1), n, "id %q", id)
 			}
@@ -234,14 +230,8 @@ func TestFaultTimeoutsNeverLoseAckedHits(t *testing.T) {
 	c := testcluster.Shared(t)
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
-			b, prefix := faultBackend(t, c, m.mode)
-			defer b.Close()
-			var all []string
-			for _, ids := range idsByMaster(t, c, prefix, 3) {
-				all = append(all, ids...)
-			}
-			l := startLoad(t, b, all, faultWorkers, 50*time.Millisecond)
-			waitFor(t, 10*time.Second, "load warms up", func() bool { return l.okSince(all, time.Time{}) })
+			l := startLoaded(t, c, m.mode, 3, 50*time.Millisecond)
+			all := l.ids
 			// Stall every master twice for longer than the deadline: calls
 			// in flight time out, and may or may not have counted.
 			for i := 0; i < 2; i++ {
@@ -258,7 +248,7 @@ func TestFaultTimeoutsNeverLoseAckedHits(t *testing.T) {
 			n, _ := l.errorsOn(all)
 			require.Positive(t, n, "the stalls forced timeouts")
 			for _, id := range all {
-				info, err := b.GetBucket(context.Background(), BucketKey{Bucket: loadBucket, ID: id})
+				info, err := l.b.GetBucket(context.Background(), BucketKey{Bucket: loadBucket, ID: id})
 				require.NoError(t, err)
 				assert.GreaterOrEqual(t, info.Count, l.stats[id].acked.Load(), "id %q: an acknowledged hit was lost", id)
 			}
