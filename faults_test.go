@@ -69,6 +69,18 @@ func startLoaded(t *testing.T, c *testcluster.Cluster, mode CoalesceMode, perMas
 	return &loaded{load: l, prefix: prefix, byMaster: byMaster}
 }
 
+// finishClean lets the load go on until every id succeeds once more, stops
+// it, and checks that no call failed and that the counts are exact.
+func (l *loaded) finishClean(t *testing.T, during string) {
+	t.Helper()
+	mark := time.Now()
+	waitFor(t, 10*time.Second, "load goes on", func() bool { return l.okSince(l.ids, mark) })
+	l.halt()
+	n, sample := l.errorsOn(l.ids)
+	assert.Zero(t, n, "errors %s: %s", during, sample)
+	l.checkExactCounts(t)
+}
+
 // waitFor polls cond until it holds or the bound passes, and returns how
 // long it took.
 func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) time.Duration {
@@ -160,12 +172,7 @@ func TestFaultManualFailover(t *testing.T) {
 			all := l.ids
 			victim := c.MasterForKey(t, mustBucketKey(l.prefix, all[0]))
 			c.Failover(t, c.ReplicaOf(t, victim))
-			done := time.Now()
-			waitFor(t, 10*time.Second, "load goes on", func() bool { return l.okSince(all, done) })
-			l.halt()
-			n, sample := l.errorsOn(all)
-			assert.Zero(t, n, "errors during a manual failover: %s", sample)
-			l.checkExactCounts(t)
+			l.finishClean(t, "during a manual failover")
 		})
 	}
 }
@@ -181,12 +188,7 @@ func TestFaultScriptFlush(t *testing.T) {
 				waitFor(t, 10*time.Second, "load goes on", func() bool { return l.okSince(all, mark) })
 				c.FlushScripts(t)
 			}
-			mark := time.Now()
-			waitFor(t, 10*time.Second, "load goes on", func() bool { return l.okSince(all, mark) })
-			l.halt()
-			n, sample := l.errorsOn(all)
-			assert.Zero(t, n, "errors after SCRIPT FLUSH: %s", sample)
-			l.checkExactCounts(t)
+			l.finishClean(t, "after SCRIPT FLUSH")
 		})
 	}
 }
@@ -196,7 +198,7 @@ func TestFaultMoveSlots(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			c := testcluster.Start(t, testcluster.Config{MigrateBatchSize: 1, MigrateBatchDelay: 20 * time.Millisecond})
 			l := startLoaded(t, c, m.mode, 6, faultDeadline)
-			all, prefix, byMaster := l.ids, l.prefix, l.byMaster
+			prefix, byMaster := l.prefix, l.byMaster
 			masters := c.Masters(t)
 			from, to := masters[0], masters[1]
 			// Move the slots of from's ids, key by key, while the load runs:
@@ -209,12 +211,7 @@ func TestFaultMoveSlots(t *testing.T) {
 			for _, id := range byMaster[from] {
 				require.Equal(t, to.Addr, c.MasterForKey(t, mustBucketKey(prefix, id)).Addr)
 			}
-			mark := time.Now()
-			waitFor(t, 10*time.Second, "load goes on", func() bool { return l.okSince(all, mark) })
-			l.halt()
-			n, sample := l.errorsOn(all)
-			assert.Zero(t, n, "errors while slots move: %s", sample)
-			l.checkExactCounts(t)
+			l.finishClean(t, "while slots move")
 
 			// DeleteBuckets finds the moved buckets.
 			for _, id := range byMaster[from] {
