@@ -236,18 +236,19 @@ func TestFailoverPauseAndClose(t *testing.T) {
 func TestKillMasterPromotesReplica(t *testing.T) {
 	t.Parallel()
 	c := Start(t, Config{})
-	rdb := clusterClient(t, c)
 	ctx := t.Context()
 	const key = "kill:key"
-	if err := rdb.Set(ctx, key, "v", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
 	master := c.MasterForKey(t, key)
 	replica := c.ReplicaOf(t, master)
 	if replica == nil {
 		t.Fatalf("no replica of %s", master)
 	}
-	// Make sure the write reached the replica before the master dies.
+	// Write on the master's own connection, then WAIT on that connection:
+	// WAIT waits for the writes of the connection it is sent on, so this
+	// makes sure the write reached the replica before the master dies.
+	if err := c.Client(master).Set(ctx, key, "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
 	if n, err := c.Client(master).Wait(ctx, 1, 5*time.Second).Result(); err != nil || n != 1 {
 		t.Fatalf("WAIT 1 on %s = %d, %v", master, n, err)
 	}
