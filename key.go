@@ -51,12 +51,15 @@ func escapeID(id string) string {
 // is the base followed by indexSuffix.
 func keyBase(prefix, id string) string {
 	e := escapeID(id)
-	b := make([]byte, 0, len(prefix)+len(e)+3)
+	return string(appendBase(make([]byte, 0, len(prefix)+len(e)+3), prefix, e))
+}
+
+// appendBase appends "<prefix>{<escaped>}:" to b.
+func appendBase(b []byte, prefix, escaped string) []byte {
 	b = append(b, prefix...)
 	b = append(b, '{')
-	b = append(b, e...)
-	b = append(b, '}', ':')
-	return string(b)
+	b = append(b, escaped...)
+	return append(b, '}', ':')
 }
 
 const indexSuffix = "i"
@@ -76,11 +79,7 @@ func indexKey(prefix, id string) string {
 func hitKeys(prefix string, k BucketKey) (bucket, index string) {
 	e := escapeID(k.ID)
 	n := len(prefix) + len(e) + 3 // length of the base
-	b := make([]byte, 0, 2*n+len(indexSuffix)+20)
-	b = append(b, prefix...)
-	b = append(b, '{')
-	b = append(b, e...)
-	b = append(b, '}', ':')
+	b := appendBase(make([]byte, 0, 2*n+len(indexSuffix)+20), prefix, e)
 	b = append(b, indexSuffix...)
 	b = append(b, b[:n]...)
 	b = strconv.AppendInt(b, k.Bucket, 10)

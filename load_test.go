@@ -76,8 +76,8 @@ func (l *load) hit(id string) {
 	elapsed := time.Since(start)
 	cancel()
 	l.calls.Add(1)
-	if over := int64(elapsed - l.deadline); over > l.maxOverrun.Load() {
-		l.maxOverrun.Store(over) // racy max: fine for a worst case
+	over := int64(elapsed - l.deadline)
+	for cur := l.maxOverrun.Load(); over > cur && !l.maxOverrun.CompareAndSwap(cur, over); cur = l.maxOverrun.Load() {
 	}
 	if err != nil {
 		st.errs.Add(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,29 +104,23 @@ func (e *env) backend(t *testing.T, edit func(*Options)) *ClusterBackend {
 func (e *env) keys(t *testing.T) []string {
 	t.Helper()
 	ctx := context.Background()
-	var keys []string
-	scan := func(c redis.Cmdable) error {
+	var (
+		mu   sync.Mutex
+		keys []string
+	)
+	scan := func(ctx context.Context, c redis.Cmdable) error {
 		iter := c.Scan(ctx, 0, e.prefix+"*", 1000).Iterator()
 		for iter.Next(ctx) {
+			mu.Lock()
 			keys = append(keys, iter.Val())
+			mu.Unlock()
 		}
 		return iter.Err()
 	}
 	if cc, ok := e.raw.(*redis.ClusterClient); ok {
-		var mu = make(chan struct{}, 1)
-		require.NoError(t, cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-			var ks []string
-			iter := c.Scan(ctx, 0, e.prefix+"*", 1000).Iterator()
-			for iter.Next(ctx) {
-				ks = append(ks, iter.Val())
-			}
-			mu <- struct{}{}
-			keys = append(keys, ks...)
-			<-mu
-			return iter.Err()
-		}))
+		require.NoError(t, cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) }))
 	} else {
-		require.NoError(t, scan(e.raw))
+		require.NoError(t, scan(ctx, e.raw))
 	}
 	sort.Strings(keys)
 	return keys
