@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -277,22 +278,66 @@ func TestDeleteBucketsCountsLiveBucketsOnly(t *testing.T) {
 func TestIndexStaysBounded(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
-		const expiry = 1000
-		b := e.backend(t, func(o *Options) { o.ExpiryMs = expiry })
-		// A hot id takes a new bucket every 100 ms for 100 s: the index
-		// keeps only buckets that may still be alive (created within
-		// 2*expiry).
-		now := int64(1_700_000_000_000)
-		for i := 0; i < 1000; i++ {
-			_, err := b.CountHit(ctx, BucketKey{Bucket: now / 100, ID: "hot"}, now)
-			require.NoError(t, err)
-			now += 100
-		}
+		b := e.backend(t, nil)
+		// A hot id takes a new bucket at every step, and its buckets live
+		// for `live` steps (here they are removed, as if they expired). The
+		// index lists every live bucket, and entries of gone buckets are
+		// dropped as new buckets come: it never holds more than a few.
+		const steps, live = 500, 5
 		_, idx := hitKeys(e.prefix, BucketKey{ID: "hot"})
-		size, err := e.raw.ZCard(ctx, idx).Result()
+		maxSize := int64(0)
+		for i := int64(0); i < steps; i++ {
+			_, err := b.CountHit(ctx, BucketKey{Bucket: i, ID: "hot"}, i)
+			require.NoError(t, err)
+			if i >= live {
+				gone, _ := hitKeys(e.prefix, BucketKey{Bucket: i - live, ID: "hot"})
+				require.NoError(t, e.raw.Del(ctx, gone).Err())
+			}
+			size, err := e.raw.ZCard(ctx, idx).Result()
+			require.NoError(t, err)
+			maxSize = max(maxSize, size)
+		}
+		assert.LessOrEqual(t, maxSize, int64(2*live+2), "index size at worst")
+		members, err := e.raw.ZRange(ctx, idx, 0, -1).Result()
 		require.NoError(t, err)
-		assert.LessOrEqual(t, size, int64(2*expiry/100+1))
-		assert.GreaterOrEqual(t, size, int64(2*expiry/100))
+		for i := int64(steps - live); i < steps; i++ {
+			assert.Contains(t, members, strconv.FormatInt(i, 10), "live bucket %d is listed", i)
+		}
+		n, err := b.DeleteBuckets(ctx, "hot")
+		require.NoError(t, err)
+		assert.Equal(t, int64(live), n)
+	})
+}
+
+func TestDeleteBucketsUnderClockSkew(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, e *env) {
+		ctx := context.Background()
+		// Two hosts share an id; one clock runs 2.5 s ahead of the other.
+		// Each host's hit creates a bucket of its own window; both are
+		// alive, and DeleteBuckets finds both, whichever host hit last.
+		b := e.backend(t, func(o *Options) { o.ExpiryMs = 10_000 })
+		base := int64(1_700_000_000_000)
+		for _, order := range [][]int64{{0, 2500}, {2500, 0}} {
+			for _, skew := range order {
+				l := New(b, WithClock(newClock(base+skew).now))
+				_, err := l.CheckRate(ctx, "skewed", time.Second, 10)
+				require.NoError(t, err)
+			}
+			n, err := b.DeleteBuckets(ctx, "skewed")
+			require.NoError(t, err)
+			assert.Equal(t, int64(2), n, "hosts %v ms ahead", order)
+		}
+		// With an expiry of 1000 ms too: a bucket lives 1 s after its hit.
+		b = e.backend(t, func(o *Options) { o.ExpiryMs = 1000 })
+		for _, skew := range []int64{0, 2500} {
+			l := New(b, WithClock(newClock(base+skew).now))
+			_, err := l.CheckRate(ctx, "skewed-short", time.Second, 10)
+			require.NoError(t, err)
+		}
+		n, err := b.DeleteBuckets(ctx, "skewed-short")
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), n)
+		assert.Empty(t, e.keys(t), "nothing left behind")
 	})
 }
 

@@ -2,8 +2,8 @@ package hammer
 
 import (
 	"context"
-	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -11,90 +11,113 @@ import (
 
 // Coalescing: when many goroutines hit at once, their script calls are
 // queued per master and sent as pipelines, one pipeline per flush. There is
-// no timer: a flush starts as soon as one of the node's flushers is free,
-// and carries whatever queued while the previous flushes were in flight. A
-// caller that finds its master idle sends its own hit at once, from its own
-// goroutine, as the direct path does: a lone caller pays nothing for
-// coalescing.
+// no timer: a flush starts as soon as one of the master's senders is free,
+// and carries whatever queued while the previous sends were in flight. A
+// caller that finds its master idle sends its own call at once, from its
+// own goroutine, as the direct path does: a lone caller pays nothing for
+// coalescing. Every send, alone or in a pipeline, goes through sender.send.
 
-// coalescer queues hits per node and flushes them as pipelines.
+// coalescer queues calls per master and flushes them as pipelines.
 type coalescer struct {
-	b        *ClusterBackend
-	cc       *redis.ClusterClient // nil: one node, b.client itself
-	slots    chan struct{}        // one per queued or in-flight hit: the bound
+	s        *sender
+	cc       *redis.ClusterClient // nil: one node, s.client itself
+	slots    chan struct{}        // one token per queued or in-flight call: the bound
 	maxBatch int
-	flushers int           // flushes in flight per node, at most
+	flushers int           // senders per master, at most: lone callers and flushers
 	timeout  time.Duration // of one flush
+	batchObs BatchObserver
 
 	mu     sync.RWMutex
-	queues map[redis.Cmdable]*nodeQueue
+	queues map[conn]*nodeQueue
 }
 
-// nodeQueue is the queue of one node.
+// nodeQueue is the queue of one master.
+//
+// active counts the master's senders: a lone caller sending its own call,
+// or a flusher goroutine. It goes up when a caller finds it 0 and sends
+// its own call, or when a call is queued while it is below flushers and a
+// flusher is started; it goes down when a lone caller's send returns (and
+// a flusher is started in its place if calls queued meanwhile), or when a
+// flusher finds the queue empty and ends. Both happen under mu, so a
+// queued call always has a sender that will take it.
 type nodeQueue struct {
-	node    redis.Cmdable // the node's client: Pipeline
+	node    conn // the master's client
 	mu      sync.Mutex
-	pending []*hitReq
-	active  int // running flushers
+	pending []*queued
+	active  int
 }
 
-// hitReq is one queued hit. The flusher sends on done once n and err are
-// set; a caller that gave up leaves it behind, and the result is dropped.
-type hitReq struct {
-	keys [2]string
-	now  int64
-	inc  int64
-	n    int64
-	err  error
-	done chan struct{}
+// Life of a queued call. The caller and the flusher each move it on with
+// a compare-and-swap, so exactly one of them settles what the caller sees:
+//
+//	waiting → taken      the flusher took it from the queue to send it
+//	waiting → abandoned  the caller's context ended first: never sent
+//	taken   → done       the flusher settled it and signals done
+//	taken   → left       the caller's context ended while it was sent:
+//	                     the caller returns, and the result is dropped
+const (
+	waiting int32 = iota
+	taken
+	abandoned
+	done
+	left
+)
+
+// queued is one call in a master's queue. It holds a token of slots from
+// the moment it is queued until the flusher removes it from the queue
+// (abandoned) or has sent it (taken).
+type queued struct {
+	cl    *call
+	ctx   context.Context // the caller's
+	state atomic.Int32
+	done  chan struct{}
 }
 
-var reqPool = sync.Pool{New: func() any { return &hitReq{done: make(chan struct{}, 1)} }}
-
-func newCoalescer(b *ClusterBackend, maxQueue, maxBatch, flushers int, timeout time.Duration) *coalescer {
+func newCoalescer(s *sender, maxQueue, maxBatch, flushers int, timeout time.Duration, obs BatchObserver) *coalescer {
 	c := &coalescer{
-		b:        b,
+		s:        s,
 		slots:    make(chan struct{}, maxQueue),
 		maxBatch: maxBatch,
 		flushers: flushers,
 		timeout:  timeout,
-		queues:   map[redis.Cmdable]*nodeQueue{},
+		batchObs: obs,
+		queues:   map[conn]*nodeQueue{},
 	}
-	c.cc, _ = b.client.(*redis.ClusterClient)
+	c.cc, _ = s.client.(*redis.ClusterClient)
 	return c
 }
 
-// hit counts a hit through the node's queue. It returns when the hit is
-// counted, or at once when ctx ends, with ctx's error.
-func (c *coalescer) hit(ctx context.Context, bucket, index string, now, inc int64) (int64, error) {
-	q, err := c.queue(ctx, bucket)
+// do sends cl through the queue of its master, and returns how it ended:
+// settled, or left at once when ctx ends. A call whose context ends before
+// it is sent is never sent.
+func (c *coalescer) do(ctx context.Context, cl *call) outcome {
+	q, err := c.queue(ctx, cl.keys[0])
 	if err != nil {
-		return 0, err
+		return outcome{err: err}
 	}
 	q.mu.Lock()
 	if q.active == 0 {
-		// The node is idle: send this hit now, and let the callers that
+		// The master is idle: send this call now, and let the calls that
 		// come meanwhile queue for the next flush.
 		q.active++
 		q.mu.Unlock()
-		n, err := c.b.runHit(ctx, []string{bucket, index}, now, inc)
-		if obs := c.b.cfg.batchObs; obs != nil {
-			obs.ObserveBatch(ctx, 1)
-		}
+		c.s.send(ctx, q.node, []*call{cl})
+		c.observe(ctx, 1)
 		c.finished(q)
-		return n, err
+		return cl.outcome()
 	}
 	q.mu.Unlock()
 
 	select { // backpressure: wait for room in the bounded queue
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return outcome{err: ctx.Err()}
 	}
-	r := reqPool.Get().(*hitReq)
-	r.keys = [2]string{bucket, index}
-	r.now, r.inc, r.n, r.err = now, inc, 0, nil
-
+	if err := ctx.Err(); err != nil { // select picks at random when both are ready
+		<-c.slots
+		return outcome{err: err}
+	}
+	r := &queued{cl: cl, ctx: ctx, done: make(chan struct{}, 1)}
 	q.mu.Lock()
 	q.pending = append(q.pending, r)
 	start := q.active < c.flushers
@@ -108,17 +131,22 @@ func (c *coalescer) hit(ctx context.Context, bucket, index string, now, inc int6
 
 	select {
 	case <-r.done:
-		n, err := r.n, r.err
-		reqPool.Put(r)
-		return n, err
+		return cl.outcome()
 	case <-ctx.Done():
-		return 0, ctx.Err() // r stays with the flusher; its result is dropped
+		if r.state.CompareAndSwap(waiting, abandoned) {
+			return outcome{err: ctx.Err()} // never sent
+		}
+		if r.state.CompareAndSwap(taken, left) {
+			return outcome{err: ctx.Err(), ran: true} // on its way: may run
+		}
+		<-r.done // settled meanwhile
+		return cl.outcome()
 	}
 }
 
 // queue returns the queue of the master that owns key.
 func (c *coalescer) queue(ctx context.Context, key string) (*nodeQueue, error) {
-	var node redis.Cmdable = c.b.client
+	var node conn = c.s.client
 	if c.cc != nil {
 		n, err := c.cc.MasterForKey(ctx, key)
 		if err != nil {
@@ -141,8 +169,8 @@ func (c *coalescer) queue(ctx context.Context, key string) (*nodeQueue, error) {
 	return q, nil
 }
 
-// finished ends a caller's own send, and starts a flusher for the hits that
-// queued meanwhile.
+// finished ends a lone caller's send, and starts a flusher for the calls
+// that queued meanwhile.
 func (c *coalescer) finished(q *nodeQueue) {
 	q.mu.Lock()
 	q.active--
@@ -156,21 +184,11 @@ func (c *coalescer) finished(q *nodeQueue) {
 	}
 }
 
-// flushBuf holds a flusher's slices, reused across flushers.
-type flushBuf struct {
-	batch []*hitReq
-	cmds  []*redis.Cmd
-}
-
-var flushBufs = sync.Pool{New: func() any { return new(flushBuf) }}
-
-// flush sends the queue's hits as pipelines of at most maxBatch, until the
-// queue is empty.
+// flush sends the queue's calls as pipelines of at most maxBatch, until
+// the queue is empty.
 func (c *coalescer) flush(q *nodeQueue) {
-	buf := flushBufs.Get().(*flushBuf)
-	defer flushBufs.Put(buf)
-	batch, cmds := buf.batch[:0], buf.cmds[:0]
-	defer func() { buf.batch, buf.cmds = batch[:0], cmds[:0] }()
+	var batch, live []*queued
+	var calls []*call
 	for {
 		q.mu.Lock()
 		if len(q.pending) == 0 {
@@ -185,51 +203,46 @@ func (c *coalescer) flush(q *nodeQueue) {
 		q.pending = q.pending[:rest]
 		q.mu.Unlock()
 
-		cmds = c.exec(q.node, batch, cmds[:0])
-		clear(batch)
-	}
-}
-
-// exec sends one batch as a pipeline and hands each caller its result.
-func (c *coalescer) exec(node redis.Cmdable, batch []*hitReq, cmds []*redis.Cmd) []*redis.Cmd {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	pipe := node.Pipeline()
-	for _, r := range batch {
-		cmds = append(cmds, pipe.EvalSha(ctx, hitSHA, r.keys[:], r.now, r.inc, c.b.expiryArg, c.b.indexArg))
-	}
-	_, _ = pipe.Exec(ctx) // errors are per command
-	if obs := c.b.cfg.batchObs; obs != nil {
-		obs.ObserveBatch(ctx, len(batch))
-	}
-	for i, r := range batch {
-		r.n, r.err = cmds[i].Int64()
-		if r.err != nil && notRun(r.err) {
-			// The node did not run it: a NOSCRIPT, a redirect, a slot
-			// being moved or a failover. Send it alone, the way the direct
-			// path does: EVAL on NOSCRIPT, redirects followed.
-			r.n, r.err = c.b.runHit(ctx, r.keys[:], r.now, r.inc)
+		live, calls = live[:0], calls[:0]
+		for _, r := range batch {
+			if !r.state.CompareAndSwap(waiting, taken) {
+				<-c.slots // abandoned by its caller: never sent
+				continue
+			}
+			if err := r.ctx.Err(); err != nil {
+				r.cl.err = err // its caller is leaving: never sent
+				r.settle()
+				<-c.slots
+				continue
+			}
+			live = append(live, r)
+			calls = append(calls, r.cl)
 		}
-		r.done <- struct{}{}
-		<-c.slots
+		if len(calls) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+			c.s.send(ctx, q.node, calls)
+			c.observe(ctx, len(calls))
+			cancel()
+			for _, r := range live {
+				r.settle()
+				<-c.slots
+			}
+		}
+		clear(batch)
+		clear(live)
+		clear(calls)
 	}
-	clear(cmds)
-	return cmds[:0]
 }
 
-// notRun tells whether a reply error means the node did not run the
-// command, so that sending it again cannot count a hit twice.
-func notRun(err error) bool {
-	if errors.Is(err, redis.ErrClosed) {
-		return true // the node's client was closed after a slot-map reload
+// settle hands a taken call's result to its caller, unless the caller left.
+func (r *queued) settle() {
+	if r.state.CompareAndSwap(taken, done) {
+		r.done <- struct{}{}
 	}
-	var rerr redis.Error
-	if !errors.As(err, &rerr) {
-		return false
+}
+
+func (c *coalescer) observe(ctx context.Context, size int) {
+	if c.batchObs != nil {
+		c.batchObs.ObserveBatch(ctx, size)
 	}
-	switch firstWord(rerr.Error()) {
-	case "NOSCRIPT", "MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "LOADING", "MASTERDOWN":
-		return true
-	}
-	return false
 }

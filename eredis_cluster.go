@@ -22,12 +22,12 @@ type ClusterBackend struct {
 	client redis.UniversalClient
 	owned  bool // Close closes client
 	cfg    config
-	reload reloader
+	s      *sender
 	co     *coalescer // nil: every hit is sent on its own
 
-	// Script arguments that never change, formatted and boxed once.
+	// The bucket TTL, a script argument that never changes, formatted and
+	// boxed once.
 	expiryArg any
-	indexArg  any
 }
 
 var _ Backend = (*ClusterBackend)(nil)
@@ -45,18 +45,15 @@ func NewClusterBackend(opts Options) (*ClusterBackend, error) {
 		client:    opts.Client,
 		cfg:       cfg,
 		expiryArg: strconv.FormatInt(cfg.expiryMs, 10),
-		// A bucket created at t takes hits until its window ends, at most
-		// ExpiryMs later (a Limiter refuses longer scales), and lives
-		// ExpiryMs after its latest hit: its index entry is kept that long.
-		indexArg: strconv.FormatInt(2*cfg.expiryMs, 10),
 	}
 	if b.client == nil {
 		b.client = redis.NewClusterClient(opts.clusterOptions())
 		b.owned = true
 	}
-	b.reload.cc, _ = b.client.(*redis.ClusterClient)
+	b.s = &sender{client: b.client}
+	b.s.reload.cc, _ = b.client.(*redis.ClusterClient)
 	if cfg.coalesce {
-		b.co = newCoalescer(b, cfg.maxQueue, cfg.maxBatch, cfg.flushers, cfg.flushTimeout)
+		b.co = newCoalescer(b.s, cfg.maxQueue, cfg.maxBatch, cfg.flushers, cfg.flushTimeout, cfg.batchObs)
 	}
 	return b, nil
 }
@@ -85,6 +82,12 @@ func (b *ClusterBackend) CountHit(ctx context.Context, key BucketKey, now int64)
 }
 
 // CountHitInc adds increment hits to the bucket of key. See Backend.
+//
+// The hit is sent once: go-redis never sends it again on its own. When its
+// reply is lost (a read timeout, a lost connection, a context that ended
+// while it was on its way), the error wraps ErrUnavailable (or the
+// context's error) and ErrMaybeCounted: the hit may have been counted,
+// once. Any other error means that it was not counted.
 func (b *ClusterBackend) CountHitInc(ctx context.Context, key BucketKey, now int64, increment int64) (int64, error) {
 	if err := checkID(key.ID, b.cfg.maxIDBytes); err != nil {
 		return 0, err
@@ -93,34 +96,29 @@ func (b *ClusterBackend) CountHitInc(ctx context.Context, key BucketKey, now int
 		return 0, err
 	}
 	bucket, index := hitKeys(b.cfg.prefix, key)
-	var n int64
-	var err error
-	if b.co != nil {
-		n, err = b.co.hit(ctx, bucket, index, now, increment)
-	} else {
-		n, err = b.runHit(ctx, []string{bucket, index}, now, increment)
+	cl := &call{script: hitScript, keys: []string{bucket, index}, args: []any{now, increment, b.expiryArg}}
+	out := b.run(ctx, cl)
+	if out.err != nil {
+		return 0, b.wrap("count hit", key.ID, out)
 	}
+	n, err := parseInt(out.val)
 	if err != nil {
-		return 0, b.wrap("count hit", key.ID, err)
+		return 0, b.wrap("count hit", key.ID, outcome{err: err, ran: true})
 	}
 	return n, nil
 }
 
-// runHit sends one hit on its own: EVALSHA, EVAL when the node does not
-// have the script, and again after a pause on TRYAGAIN.
-func (b *ClusterBackend) runHit(ctx context.Context, keys []string, now, inc int64) (int64, error) {
-	n, err := b.client.EvalSha(ctx, hitSHA, keys, now, inc, b.expiryArg, b.indexArg).Int64()
-	for err != nil {
-		switch {
-		case redis.HasErrorPrefix(err, "NOSCRIPT"):
-			n, err = b.client.Eval(ctx, hitSource, keys, now, inc, b.expiryArg, b.indexArg).Int64()
-		case redis.IsTryAgainError(err) && pause(ctx):
-			n, err = b.client.EvalSha(ctx, hitSHA, keys, now, inc, b.expiryArg, b.indexArg).Int64()
-		default:
-			return 0, err
-		}
+// run sends one call: through its master's queue when coalescing, on its
+// own otherwise. A call whose context has already ended is not sent.
+func (b *ClusterBackend) run(ctx context.Context, cl *call) outcome {
+	if err := ctx.Err(); err != nil {
+		return outcome{err: err}
 	}
-	return n, nil
+	if b.co != nil {
+		return b.co.do(ctx, cl)
+	}
+	b.s.send(ctx, b.client, []*call{cl})
+	return cl.outcome()
 }
 
 // GetBucket returns the bucket of key, or (nil, nil) when it does not exist.
@@ -131,11 +129,11 @@ func (b *ClusterBackend) GetBucket(ctx context.Context, key BucketKey) (*BucketI
 	}
 	vals, err := b.client.HMGet(ctx, bucketKey(b.cfg.prefix, key), fieldCount, fieldCreated, fieldUpdated).Result()
 	if err != nil {
-		return nil, b.wrap("get bucket", key.ID, err)
+		return nil, b.wrap("get bucket", key.ID, outcome{err: err})
 	}
 	info, err := parseBucket(key, vals)
 	if err != nil {
-		return nil, b.wrap("get bucket", key.ID, err)
+		return nil, b.wrap("get bucket", key.ID, outcome{err: err})
 	}
 	return info, nil
 }
@@ -152,7 +150,7 @@ func (b *ClusterBackend) DeleteBuckets(ctx context.Context, id string) (int64, e
 	index := base + indexSuffix
 	members, err := b.client.ZRange(ctx, index, 0, -1).Result()
 	if err != nil {
-		return 0, b.wrap("delete buckets", id, err)
+		return 0, b.wrap("delete buckets", id, outcome{err: err})
 	}
 	var deleted int64
 	for len(members) > 0 {
@@ -165,48 +163,39 @@ func (b *ClusterBackend) DeleteBuckets(ctx context.Context, id string) (int64, e
 			keys = append(keys, base+m)
 			args[i] = m
 		}
-		n, err := deleteScript.Run(ctx, b.client, keys, args...).Int64()
-		for redis.IsTryAgainError(err) && pause(ctx) {
-			n, err = deleteScript.Run(ctx, b.client, keys, args...).Int64()
+		cl := &call{script: deleteScript, keys: keys, args: args}
+		b.s.send(ctx, b.client, []*call{cl})
+		if cl.err != nil {
+			return deleted, b.wrap("delete buckets", id, outcome{err: cl.err})
 		}
+		n, err := parseInt(cl.val)
 		if err != nil {
-			return deleted, b.wrap("delete buckets", id, err)
+			return deleted, b.wrap("delete buckets", id, outcome{err: err})
 		}
 		deleted += n
 	}
 	return deleted, nil
 }
 
-// Redis Cluster answers TRYAGAIN, without running anything, to a
-// multi-key call while the keys' slot is half migrated. Such calls are sent
-// again after tryAgainPause, until the caller's context ends.
-const tryAgainPause = 10 * time.Millisecond
-
-// pause waits tryAgainPause, and reports false when ctx ends first.
-func pause(ctx context.Context) bool {
-	t := time.NewTimer(tryAgainPause)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
+// wrap adds the backend's name, the operation and the id to the error of
+// a call, ErrUnavailable or ErrMisconfigured when the error is of that
+// class, and ErrMaybeCounted when the call may have run. An ErrUnavailable
+// error also schedules a reload of the slot map.
+func (b *ClusterBackend) wrap(op, id string, out outcome) error {
+	prefix := fmt.Sprintf("hammer %s: %s %s", b.cfg.name, op, quoteID(id))
+	class := errorClass(out.err)
+	if class == ErrUnavailable {
+		b.s.reload.trigger()
 	}
-}
-
-// wrap adds the backend's name, the operation and the id to a Redis error,
-// and ErrUnavailable or ErrMisconfigured when the error is of that class.
-// An ErrUnavailable error also schedules a reload of the slot map.
-func (b *ClusterBackend) wrap(op, id string, err error) error {
-	switch class := errorClass(err); class {
-	case nil:
-		return fmt.Errorf("hammer %s: %s %s: %w", b.cfg.name, op, quoteID(id), err)
-	case ErrUnavailable:
-		b.reload.trigger()
-		fallthrough
-	default:
-		return fmt.Errorf("hammer %s: %s %s: %w: %w", b.cfg.name, op, quoteID(id), class, err)
+	switch {
+	case class != nil && out.ran:
+		return fmt.Errorf("%s: %w: %w: %w", prefix, class, ErrMaybeCounted, out.err)
+	case out.ran:
+		return fmt.Errorf("%s: %w: %w", prefix, ErrMaybeCounted, out.err)
+	case class != nil:
+		return fmt.Errorf("%s: %w: %w", prefix, class, out.err)
 	}
+	return fmt.Errorf("%s: %w", prefix, out.err)
 }
 
 // quoteID quotes an id for an error message, cut to 64 bytes.

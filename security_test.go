@@ -14,8 +14,8 @@ import (
 
 // aclCommands are the commands the backend needs, as an ACL rule: the
 // README gives this line.
-const aclCommands = "+evalsha +eval +hmget +zrange +cluster|slots " +
-	"+hget +hset +pexpire +zadd +zremrangebyscore +del +zrem" // run by the scripts
+const aclCommands = "+evalsha +eval +script|load +hmget +zrange +cluster|slots " +
+	"+hget +hset +pexpire +pttl +time +exists +zadd +zrem +del" // run by the scripts
 
 func TestACLUser(t *testing.T) {
 	c := testcluster.Shared(t)

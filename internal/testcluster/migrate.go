@@ -186,3 +186,20 @@ func (c *Cluster) MoveSlots(tb testing.TB, slots []int, to *Node) {
 	}
 	c.WaitHealthy(tb, 0)
 }
+
+// MigrateKey moves one key of the slot from the source to the target with
+// MIGRATE. The other keys of the slot stay: a command on keys of both
+// sides then gets TRYAGAIN from the source until the migration is
+// finished.
+func (m *Migration) MigrateKey(tb testing.TB, key string) {
+	tb.Helper()
+	if s := Slot(key); s != m.Slot {
+		tb.Fatalf("testcluster: MigrateKey(%q): the key is in slot %d, not %d", key, s, m.Slot)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*opTimeout)
+	defer cancel()
+	err := m.From.cl().Do(ctx, "MIGRATE", "127.0.0.1", m.To.Port, "", 0, 5000, "REPLACE", "KEYS", key).Err()
+	if err != nil {
+		tb.Fatalf("testcluster: MIGRATE %q from %s to %s: %v", key, m.From.Addr, m.To.Addr, err)
+	}
+}

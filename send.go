@@ -1,0 +1,225 @@
+package hammer
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The one path every script call takes to Redis, hits alone or in batches:
+//
+//	call → send → (pipeline on a master, or the routing client) → settle
+//
+// Every script call is marked so that go-redis never sends it twice: after a
+// read timeout or a lost connection, go-redis would send it again on its
+// own, and a hit would count twice. send sends again itself, and only what
+// the error table (kindOf) proves did not run: MOVED, ASK, TRYAGAIN,
+// NOSCRIPT, READONLY, CLUSTERDOWN, a refused dial, a node client closed by
+// a slot-map reload. It tries at most maxRounds times, whatever the
+// caller's context.
+
+// call is one script call: what to send, and once sent, how it ended.
+type call struct {
+	script *luaScript
+	keys   []string
+	args   []any
+
+	val any   // the reply, when err is nil
+	err error // the last error, when the call failed
+	// ran is set with err when the call may have run: it was sent, and
+	// its reply never came.
+	ran bool
+
+	eval bool // send the whole script (EVAL): the node lacked it
+}
+
+// noRetry marks a command that go-redis must never send again: it may
+// have run, and a second run would count again.
+type noRetry struct{ *redis.Cmd }
+
+func (noRetry) NoRetry() bool { return true }
+
+const (
+	// maxRounds bounds the sends of one call: the first, and the resends
+	// of what did not run.
+	maxRounds = 6
+	// firstPause is the pause before the first resend that waits (a slot
+	// half migrated, a failover, a refused dial); it doubles each round.
+	firstPause = 10 * time.Millisecond
+)
+
+// conn is where a round is sent: a master's client, or the routing client.
+type conn interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+	Pipeline() redis.Pipeliner
+}
+
+// sender sends script calls and settles each exactly once.
+type sender struct {
+	client redis.UniversalClient // routes each key to its master
+	reload reloader
+}
+
+// send sends calls on c, as one pipeline (or one command, for one call),
+// and settles every call: its reply, or its error. c is a master's client,
+// or the routing client. Calls that did not run are sent again through
+// the routing client, which follows redirects, at most maxRounds times in
+// all: at once after a redirect, a missing script or a closed client,
+// after a growing pause otherwise. A call whose context has ended is not
+// sent again.
+func (s *sender) send(ctx context.Context, c conn, calls []*call) {
+	pending := calls
+	var next []*call
+	var load *luaScript // load this script first, in the same pipeline
+	pauseFor := firstPause
+	for round := 1; ; round++ {
+		if err := ctx.Err(); err != nil {
+			for _, cl := range pending {
+				cl.err = err // not sent this round: not run
+			}
+			return
+		}
+		s.round(ctx, c, load, pending)
+		next = next[:0]
+		wait := false
+		for _, cl := range pending {
+			if cl.err == nil {
+				continue
+			}
+			k := kindOf(cl.err)
+			if k.class == ErrUnavailable && k != kindNoScript {
+				s.reload.trigger()
+			}
+			cl.ran = !k.notRun
+			if k.resend && round < maxRounds {
+				cl.eval = cl.eval || k == kindNoScript
+				wait = wait || k.wait
+				next = append(next, cl)
+			}
+		}
+		if len(next) == 0 {
+			return
+		}
+		if wait {
+			if !pause(ctx, pauseFor) {
+				for _, cl := range next {
+					cl.err = fmt.Errorf("%w (before that: %w)", ctx.Err(), cl.err)
+				}
+				return
+			}
+			pauseFor *= 2
+		}
+		load = nil
+		if _, node := c.(*redis.Client); node && allEval(next) {
+			// The master lost its script cache (SCRIPT FLUSH, a restart):
+			// load the script once, and send the calls to it again by SHA,
+			// all in one pipeline.
+			load = next[0].script
+			for _, cl := range next {
+				cl.eval = cl.script != load
+			}
+		} else {
+			c = s.client
+		}
+		pending, next = next, pending[:0]
+	}
+}
+
+// round sends calls on c once, after loading the script load unless it is
+// nil, and records each call's reply or error.
+func (s *sender) round(ctx context.Context, c conn, load *luaScript, calls []*call) {
+	cmds := make([]*redis.Cmd, len(calls))
+	for i, cl := range calls {
+		cmds[i] = redis.NewCmd(ctx, cl.cmdArgs()...)
+	}
+	if len(cmds) == 1 && load == nil {
+		_ = c.Process(ctx, noRetry{cmds[0]})
+	} else {
+		pipe := c.Pipeline()
+		if load != nil {
+			_ = pipe.Process(ctx, redis.NewCmd(ctx, "script", "load", load.src))
+		}
+		for _, cmd := range cmds {
+			_ = pipe.Process(ctx, noRetry{cmd})
+		}
+		_, _ = pipe.Exec(ctx) // errors are per command
+	}
+	for i, cl := range calls {
+		cl.val, cl.err = cmds[i].Result()
+	}
+}
+
+// cmdArgs returns the command of the call: EVALSHA, or EVAL.
+func (cl *call) cmdArgs() []any {
+	args := make([]any, 0, 3+len(cl.keys)+len(cl.args))
+	if cl.eval {
+		args = append(args, "eval", cl.script.src)
+	} else {
+		args = append(args, "evalsha", cl.script.sha)
+	}
+	args = append(args, len(cl.keys))
+	for _, k := range cl.keys {
+		args = append(args, k)
+	}
+	return append(args, cl.args...)
+}
+
+// allEval tells whether every call lacked its script.
+func allEval(calls []*call) bool {
+	for _, cl := range calls {
+		if !cl.eval {
+			return false
+		}
+	}
+	return true
+}
+
+// pause waits d, and reports false when ctx ends first.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// reloadInterval is the least time between two slot-map reloads that
+// errors trigger.
+const reloadInterval = 200 * time.Millisecond
+
+// reloader asks a cluster client to reload its slot map after errors that
+// may mean the map is stale, at most once per reloadInterval. go-redis
+// reloads on MOVED and on a timer only; after a master dies it would keep
+// sending that master's slots to the dead address until the timer fires.
+type reloader struct {
+	cc   *redis.ClusterClient // nil: nothing to reload (standalone)
+	last atomic.Int64         // unix ns of the latest reload
+}
+
+func (r *reloader) trigger() {
+	if r.cc == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := r.last.Load()
+	if now-last < int64(reloadInterval) || !r.last.CompareAndSwap(last, now) {
+		return
+	}
+	// ReloadState only schedules the reload: it never blocks the caller.
+	r.cc.ReloadState(context.Background())
+}
+
+// outcome is how a call ended, as its caller sees it.
+type outcome struct {
+	val any
+	err error
+	ran bool // with err: the call may have run
+}
+
+func (cl *call) outcome() outcome { return outcome{val: cl.val, err: cl.err, ran: cl.ran} }
