@@ -2,7 +2,6 @@ package hammer
 
 import (
 	"context"
-	"errors"
 	"time"
 )
 
@@ -20,14 +19,19 @@ type Limiter struct {
 }
 
 // WithDenyCache turns on a local cache of denials, holding at most
-// maxEntries windows. Once a check sees a window of an id over its limit,
-// later checks of that id, scale and limit in the same window are denied
-// in-process, with no Redis command, until the window ends.
+// maxEntries windows, exactly. Once a check sees a window of an id over its
+// limit, later checks of that id, scale and limit in the same window are
+// denied in-process, with no Redis command, until the window ends. When the
+// cache is full, windows that have ended make room first, then those that end
+// soonest.
 //
 // This differs from Hammer: denied hits answered by the cache are not
 // counted in Redis. It suits a hot abuser, who can then no longer load one
-// master. DeleteBuckets clears the id's entries in this Limiter only; other
-// processes keep denying from their own caches until the window ends.
+// master. Once DeleteBuckets(id) returns, this Limiter's cache holds no
+// denial of id from a check that started before then, even one still in
+// flight during the delete: later checks of id ask Redis until it denies one
+// again. Other processes keep their own caches, and may deny id from them
+// until the windows they hold end.
 // The default is no cache. maxEntries < 1 leaves it off.
 func WithDenyCache(maxEntries int) Option {
 	return func(l *Limiter) {
@@ -85,9 +89,10 @@ type Decision struct {
 	// count last seen in Redis for this window.
 	Cached bool
 
-	// FailedOpen is set when the backend was unavailable and the check was
-	// allowed without being counted, by the FailOpen policy. The error is
-	// returned too. Count and Remaining are 0 then.
+	// FailedOpen is set when the backend was unavailable and the FailOpen
+	// policy allowed the check; the error is nil then (it reached
+	// WithOnError and the Observer). The hit was not counted, or may have
+	// been (ErrMaybeCounted). Count is 0, and Remaining is Limit.
 	FailedOpen bool
 }
 
@@ -118,19 +123,27 @@ func (l *Limiter) CheckRateInc(ctx context.Context, id string, scale time.Durati
 	now := l.now().UnixMilli()
 	bucket := bucketOf(now, scaleMs)
 	resetAfter := time.Duration(msToNextBucket(now, scaleMs)) * time.Millisecond
+	sig := denySig{scaleMs: scaleMs, limit: limit, bucket: bucket}
+	var ticket uint64 // taken before the hit, so that a DeleteBuckets after it wins
 	if l.denies != nil {
-		if count, ok := l.denies.denied(id, scaleMs, limit, bucket); ok {
-			if l.observer != nil {
-				l.observer.ObserveCheck(ctx, CheckEvent{Outcome: OutcomeDenied, Cached: true})
-			}
+		if count, ok := l.denies.denied(id, sig, now); ok {
+			l.observe(ctx, CheckEvent{Outcome: OutcomeDenied, Cached: true})
 			return Decision{Count: count, Limit: limit, ResetAfter: resetAfter, Cached: true}, nil
 		}
+		ticket = l.denies.ticket(id)
 	}
 	var start time.Time
 	if l.observer != nil {
 		start = time.Now()
 	}
 	count, err := l.backend.CountHitInc(ctx, BucketKey{Bucket: bucket, ID: id}, now, increment)
+	var latency time.Duration
+	if l.observer != nil {
+		latency = time.Since(start)
+	}
+	if err != nil {
+		return l.failed(ctx, id, err, Decision{Limit: limit, ResetAfter: resetAfter}, latency)
+	}
 	d := Decision{
 		Allowed:    count <= limit,
 		Count:      count,
@@ -139,30 +152,14 @@ func (l *Limiter) CheckRateInc(ctx context.Context, id string, scale time.Durati
 		ResetAfter: resetAfter,
 	}
 	outcome := OutcomeAllowed
-	if err != nil {
-		d, outcome = l.failed(ctx, id, err, d)
-	} else if !d.Allowed {
+	if !d.Allowed {
 		outcome = OutcomeDenied
 		if l.denies != nil {
-			l.denies.deny(id, scaleMs, limit, bucket, count)
+			l.denies.deny(id, sig, count, (bucket+1)*scaleMs, now, ticket)
 		}
 	}
-	if l.observer != nil {
-		l.observer.ObserveCheck(ctx, CheckEvent{Outcome: outcome, Latency: time.Since(start)})
-	}
-	return d, err
-}
-
-// failed applies the failure policy to a backend error: the Decision to
-// return with it, and the outcome to observe.
-func (l *Limiter) failed(ctx context.Context, id string, err error, d Decision) (Decision, Outcome) {
-	if l.onError != nil {
-		l.onError(ctx, id, err)
-	}
-	if l.policy == FailOpen && errors.Is(err, ErrUnavailable) {
-		return Decision{Allowed: true, Limit: d.Limit, Remaining: d.Limit, ResetAfter: d.ResetAfter, FailedOpen: true}, OutcomeFailedOpen
-	}
-	return Decision{}, OutcomeError
+	l.observe(ctx, CheckEvent{Outcome: outcome, Latency: latency})
+	return d, nil
 }
 
 // InspectBucket reports the current window of id without counting a hit.
@@ -204,6 +201,10 @@ func (l *Limiter) DeleteBuckets(ctx context.Context, id string) (int64, error) {
 		l.denies.forget(id)
 	}
 	n, err := l.backend.DeleteBuckets(ctx, id)
+	if l.denies != nil {
+		// Again, even on error: drops a denial stored during the delete.
+		l.denies.forget(id)
+	}
 	if err != nil && l.onError != nil {
 		l.onError(ctx, id, err)
 	}
