@@ -2,8 +2,13 @@ package hammer
 
 import (
 	"context"
+	"errors"
 	"time"
 )
+
+// What a Limiter does when its backend fails, and what it reports of every
+// check: the failure policy, the OnError hook and the Observer. Which
+// errors count as "unavailable" is decided in errors.go.
 
 // FailurePolicy says what a Limiter answers when its backend is unavailable.
 type FailurePolicy int
@@ -13,10 +18,12 @@ const (
 	// behaviour. It is the default.
 	FailClosed FailurePolicy = iota
 
-	// FailOpen returns an allowing Decision with FailedOpen set, together
-	// with the error, when the error wraps ErrUnavailable. Argument and
-	// configuration errors (ErrInvalidArgument, ErrMisconfigured) never
-	// fail open.
+	// FailOpen returns an allowing Decision with FailedOpen set, and a nil
+	// error, when the backend's error wraps ErrUnavailable: the idiomatic
+	// `if err != nil { return err }` then lets the request through. The
+	// error still reaches WithOnError and the Observer. Other errors
+	// (ErrInvalidArgument, ErrMisconfigured, a cancelled context) are
+	// returned as with FailClosed.
 	FailOpen
 )
 
@@ -28,7 +35,8 @@ func WithFailurePolicy(p FailurePolicy) Option {
 
 // WithOnError sets a function that receives every error of the backend
 // (not argument errors), with the id of the call, before the policy
-// applies. It must be safe for concurrent use. The default value is nil.
+// applies: also the errors that FailOpen hides from the caller. It must be
+// safe for concurrent use. The default value is nil.
 func WithOnError(f func(ctx context.Context, id string, err error)) Option {
 	return func(l *Limiter) { l.onError = f }
 }
@@ -56,14 +64,18 @@ func (o Outcome) String() string {
 // CheckEvent describes one finished check, for an Observer.
 type CheckEvent struct {
 	Outcome Outcome
-	Latency time.Duration // time spent in the backend; 0 when Cached
-	Cached  bool          // denied by the deny cache, without a Redis command
+	// Latency is the time spent in the backend call, not counting the
+	// OnError function; 0 when Cached.
+	Latency time.Duration
+	Cached  bool // denied by the deny cache, without a Redis command
 }
 
-// Observer receives an event for every check that reached the backend:
-// metrics without any dependency in this package (see the hammerotel
-// module for OpenTelemetry). Checks refused for their arguments are not
-// observed. Implementations must be safe for concurrent use and fast.
+// Observer receives an event for every check that passed its argument
+// checks: those answered by the backend, and those answered by the deny
+// cache (Cached set). It is the way to metrics without any dependency in
+// this package (see the hammerotel module for OpenTelemetry). Checks
+// refused for their arguments are not observed. Implementations must be
+// safe for concurrent use and fast.
 type Observer interface {
 	ObserveCheck(ctx context.Context, ev CheckEvent)
 }
@@ -79,4 +91,27 @@ type BatchObserver interface {
 // is nil: nothing is observed, and no time is read for it.
 func WithObserver(o Observer) Option {
 	return func(l *Limiter) { l.observer = o }
+}
+
+// failed applies the failure policy to a backend error of a check of id.
+// open is the Decision to return when the policy opens (its Limit and
+// ResetAfter set); latency is the backend call's, for the Observer.
+func (l *Limiter) failed(ctx context.Context, id string, err error, open Decision, latency time.Duration) (Decision, error) {
+	if l.onError != nil {
+		l.onError(ctx, id, err)
+	}
+	if l.policy == FailOpen && errors.Is(err, ErrUnavailable) {
+		open.Allowed, open.Remaining, open.FailedOpen = true, open.Limit, true
+		l.observe(ctx, CheckEvent{Outcome: OutcomeFailedOpen, Latency: latency})
+		return open, nil
+	}
+	l.observe(ctx, CheckEvent{Outcome: OutcomeError, Latency: latency})
+	return Decision{}, err
+}
+
+// observe hands ev to the Observer, if there is one.
+func (l *Limiter) observe(ctx context.Context, ev CheckEvent) {
+	if l.observer != nil {
+		l.observer.ObserveCheck(ctx, ev)
+	}
 }

@@ -157,12 +157,12 @@ func Middleware(l *hammer.Limiter, rule Rule, opts ...Option) func(http.Handler)
 			}
 			d, err := l.CheckRate(r.Context(), id, rule.Scale, rule.Limit)
 			if err != nil {
-				if d.FailedOpen {
-					// Nothing was counted: no RateLimit headers to give.
-					next.ServeHTTP(w, r)
-					return
-				}
 				c.onError(w, r, err)
+				return
+			}
+			if d.FailedOpen {
+				// The backend is unavailable: no count, no RateLimit headers.
+				next.ServeHTTP(w, r)
 				return
 			}
 			hv.set(w.Header(), d, c.legacy)
