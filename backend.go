@@ -21,3 +21,19 @@ type Backend interface {
 	// returns how many it deleted.
 	DeleteBuckets(ctx context.Context, id string) (int64, error)
 }
+
+// RuleBackend is a Backend that also keeps the state of rules (fixed and
+// sliding windows, token and leaky buckets): Limiter.Hit, HitN and Peek
+// need it. ClusterBackend implements it. Implementations are safe for
+// concurrent use.
+type RuleBackend interface {
+	Backend
+
+	// ChargeRules charges cost against every rule of id at now (unix ms),
+	// all or nothing, when charge is set: only when every rule allows, and
+	// then every rule, atomically. A denied call changes nothing. When
+	// charge is not set it changes nothing, and reports what the charge
+	// would decide. It returns whether the call is allowed, and each
+	// rule's decision, in the order of rules.
+	ChargeRules(ctx context.Context, id string, rules []Rule, now, cost int64, charge bool) (bool, []RuleDecision, error)
+}

@@ -74,9 +74,20 @@ type denyShard struct {
 type denyEntry struct {
 	id    string
 	sig   denySig
-	count int64 // the count last seen
+	val   denyValue
 	until int64 // unix ms; denied while now < until
 	index int   // position in the shard's heap
+}
+
+// denyValue is what a denial remembers of the reply that denied: for
+// CheckRate the count last seen; for Hit the binding rule's index, its
+// remaining (in count) and when it is back to full (resetAt, unix ms).
+// denied sets until, the denial's end (unix ms).
+type denyValue struct {
+	count   int64
+	binding int
+	resetAt int64
+	until   int64
 }
 
 // newDenyCache returns a cache of at most maxEntries entries; maxEntries < 1
@@ -102,18 +113,20 @@ func (c *denyCache) shard(id string) *denyShard {
 	return &c.shards[maphash.String(c.seed, id)%uint64(len(c.shards))]
 }
 
-// denied reports the count last seen in a denied entry for id and sig at
-// nowMs, if there is one whose end is after nowMs.
-func (c *denyCache) denied(id string, sig denySig, nowMs int64) (count int64, ok bool) {
+// denied reports the value of a denied entry for id and sig at nowMs, if
+// there is one whose end is after nowMs.
+func (c *denyCache) denied(id string, sig denySig, nowMs int64) (denyValue, bool) {
 	s := c.shard(id)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, e := range s.m[id] {
 		if e.sig == sig && nowMs < e.until {
-			return e.count, true
+			v := e.val
+			v.until = e.until
+			return v, true
 		}
 	}
-	return 0, false
+	return denyValue{}, false
 }
 
 // ticket returns the ticket a check takes before it sends its hit, to pass to
@@ -128,12 +141,12 @@ func (c *denyCache) ticket(id string) uint64 {
 }
 
 // deny records that id is denied for sig until untilMs (exclusive), with
-// count. It stores nothing when ticket is stale or untilMs <= nowMs. It
+// the value v. It stores nothing when ticket is stale or untilMs <= nowMs. It
 // replaces the entry of id for the same sig and, for CheckRate, an entry of
 // an older window of the same scale and limit; an older window never
 // replaces a newer one. A new entry in a full shard evicts the one that ends
 // soonest.
-func (c *denyCache) deny(id string, sig denySig, count, untilMs, nowMs int64, ticket uint64) {
+func (c *denyCache) deny(id string, sig denySig, v denyValue, untilMs, nowMs int64, ticket uint64) {
 	if untilMs <= nowMs {
 		return
 	}
@@ -148,7 +161,7 @@ func (c *denyCache) deny(id string, sig denySig, count, untilMs, nowMs int64, ti
 			if sig.bucket < e.sig.bucket {
 				return
 			}
-			e.sig, e.count, e.until = sig, count, untilMs
+			e.sig, e.val, e.until = sig, v, untilMs
 			heap.Fix(&s.ends, e.index)
 			return
 		}
@@ -156,7 +169,7 @@ func (c *denyCache) deny(id string, sig denySig, count, untilMs, nowMs int64, ti
 	if len(s.ends) >= s.cap {
 		s.remove(s.ends[0])
 	}
-	e := &denyEntry{id: id, sig: sig, count: count, until: untilMs}
+	e := &denyEntry{id: id, sig: sig, val: v, until: untilMs}
 	heap.Push(&s.ends, e)
 	s.m[id] = append(s.m[id], e)
 }

@@ -84,67 +84,67 @@ func TestDenyCacheEntries(t *testing.T) {
 	hit := denySig{rules: "1000:5,60000:100;cost=1"}
 	x := c.ticket("x") // nothing forgets x until the end, so one ticket serves
 
-	c.deny("x", window(7), 6, 8000, 7100, x)
-	n, ok := c.denied("x", window(7), 7100)
+	c.deny("x", window(7), denyValue{count: 6}, 8000, 7100, x)
+	n, ok := deniedCount(c, "x", window(7), 7100)
 	assert.True(t, ok)
 	assert.Equal(t, int64(6), n)
-	_, ok = c.denied("x", window(7), 7999)
+	_, ok = deniedCount(c, "x", window(7), 7999)
 	assert.True(t, ok, "denied until the end of the window")
-	_, ok = c.denied("x", window(7), 8000)
+	_, ok = deniedCount(c, "x", window(7), 8000)
 	assert.False(t, ok, "the end is exclusive")
-	_, ok = c.denied("x", window(8), 7100)
+	_, ok = deniedCount(c, "x", window(8), 7100)
 	assert.False(t, ok, "another window")
-	_, ok = c.denied("x", denySig{scaleMs: 1000, limit: 6, bucket: 7}, 7100)
+	_, ok = deniedCount(c, "x", denySig{scaleMs: 1000, limit: 6, bucket: 7}, 7100)
 	assert.False(t, ok, "another limit")
-	_, ok = c.denied("y", window(7), 7100)
+	_, ok = deniedCount(c, "y", window(7), 7100)
 	assert.False(t, ok, "another id")
 
 	// The next window of the same scale and limit replaces the finished
 	// one; a slow check of the older window never replaces the newer.
-	c.deny("x", window(8), 9, 9000, 8100, x)
-	c.deny("x", window(7), 7, 8000, 7900, x)
-	_, ok = c.denied("x", window(7), 7900)
+	c.deny("x", window(8), denyValue{count: 9}, 9000, 8100, x)
+	c.deny("x", window(7), denyValue{count: 7}, 8000, 7900, x)
+	_, ok = deniedCount(c, "x", window(7), 7900)
 	assert.False(t, ok)
-	n, ok = c.denied("x", window(8), 8100)
+	n, ok = deniedCount(c, "x", window(8), 8100)
 	assert.True(t, ok)
 	assert.Equal(t, int64(9), n)
 	assert.Equal(t, 1, c.len())
 
 	// A new denial of the same sig replaces the entry.
-	c.deny("x", window(8), 11, 9000, 8200, x)
-	n, _ = c.denied("x", window(8), 8200)
+	c.deny("x", window(8), denyValue{count: 11}, 9000, 8200, x)
+	n, _ = deniedCount(c, "x", window(8), 8200)
 	assert.Equal(t, int64(11), n)
 	assert.Equal(t, 1, c.len())
 
 	// Another scale is another entry of the same id; so is a Hit's rule set,
 	// whose end is the retry wait, and whose newer denial replaces it, end
 	// included.
-	c.deny("x", denySig{scaleMs: 2000, limit: 5, bucket: 4}, 6, 10_000, 8200, x)
-	c.deny("x", hit, 7, 8700, 8200, x)
+	c.deny("x", denySig{scaleMs: 2000, limit: 5, bucket: 4}, denyValue{count: 6}, 10_000, 8200, x)
+	c.deny("x", hit, denyValue{count: 7}, 8700, 8200, x)
 	assert.Equal(t, 3, c.len())
-	n, ok = c.denied("x", hit, 8699)
+	n, ok = deniedCount(c, "x", hit, 8699)
 	assert.True(t, ok)
 	assert.Equal(t, int64(7), n)
-	_, ok = c.denied("x", hit, 8700)
+	_, ok = deniedCount(c, "x", hit, 8700)
 	assert.False(t, ok)
-	c.deny("x", hit, 8, 8300, 8250, x)
-	n, ok = c.denied("x", hit, 8299)
+	c.deny("x", hit, denyValue{count: 8}, 8300, 8250, x)
+	n, ok = deniedCount(c, "x", hit, 8299)
 	assert.True(t, ok)
 	assert.Equal(t, int64(8), n)
-	_, ok = c.denied("x", hit, 8300)
+	_, ok = deniedCount(c, "x", hit, 8300)
 	assert.False(t, ok)
-	_, ok = c.denied("x", denySig{}, 8250)
+	_, ok = deniedCount(c, "x", denySig{}, 8250)
 	assert.False(t, ok, "a Hit's entry answers no CheckRate")
 	assert.Equal(t, 3, c.len())
 
 	// Nothing is stored for a denial whose end has come.
-	c.deny("z", window(1), 6, 2000, 2000, c.ticket("z"))
+	c.deny("z", window(1), denyValue{count: 6}, 2000, 2000, c.ticket("z"))
 	assert.Equal(t, 3, c.len())
 
 	// forget drops every entry of the id.
 	c.forget("x")
 	assert.Equal(t, 0, c.len())
-	_, ok = c.denied("x", window(8), 8200)
+	_, ok = deniedCount(c, "x", window(8), 8200)
 	assert.False(t, ok)
 	verifyDenyCache(t, c, 10)
 }
@@ -156,13 +156,13 @@ func TestDenyCacheTicket(t *testing.T) {
 	sig := denySig{scaleMs: 1000, limit: 2, bucket: 5}
 	stale := c.ticket("a")
 	c.forget("a")
-	c.deny("a", sig, 3, 6000, 5500, stale)
-	_, ok := c.denied("a", sig, 5500)
+	c.deny("a", sig, denyValue{count: 3}, 6000, 5500, stale)
+	_, ok := deniedCount(c, "a", sig, 5500)
 	assert.False(t, ok, "a stale ticket stores nothing")
 	assert.Equal(t, 0, c.len())
 
-	c.deny("a", sig, 3, 6000, 5500, c.ticket("a"))
-	n, ok := c.denied("a", sig, 5500)
+	c.deny("a", sig, denyValue{count: 3}, 6000, 5500, c.ticket("a"))
+	n, ok := deniedCount(c, "a", sig, 5500)
 	assert.True(t, ok, "a fresh ticket stores")
 	assert.Equal(t, int64(3), n)
 }
@@ -185,8 +185,8 @@ func TestDenyCacheBoundIsExact(t *testing.T) {
 			deny := func(i int) {
 				id := fmt.Sprintf("id-%d", i)
 				tk := c.ticket(id)
-				c.deny(id, denySig{scaleMs: 1000, limit: 5, bucket: 1}, 6, 2000, 1000, tk)
-				c.deny(id, denySig{scaleMs: 2000, limit: 5, bucket: 0}, 6, 2000, 1000, tk)
+				c.deny(id, denySig{scaleMs: 1000, limit: 5, bucket: 1}, denyValue{count: 6}, 2000, 1000, tk)
+				c.deny(id, denySig{scaleMs: 2000, limit: 5, bucket: 0}, denyValue{count: 6}, 2000, 1000, tk)
 			}
 			i := 0
 			for ; c.len() < size && i < 100*size+1000; i++ {
@@ -218,7 +218,7 @@ func TestDenyCacheEvictsFinishedFirst(t *testing.T) {
 				live = append(live, idsIn(c, s, capacity, fmt.Sprintf("live-%d-", k))...)
 			}
 			for _, id := range finished { // denied at 1000, until 2000
-				c.deny(id, window, 6, 2000, 1000, c.ticket(id))
+				c.deny(id, window, denyValue{count: 6}, 2000, 1000, c.ticket(id))
 			}
 			require.Equal(t, size, c.len(), "every shard is full")
 
@@ -226,14 +226,14 @@ func TestDenyCacheEvictsFinishedFirst(t *testing.T) {
 			// an order unrelated to their shards, take their places.
 			hit := denySig{rules: "60000:5;cost=1"}
 			for j, id := range live {
-				c.deny(id, hit, 6, 5001+int64(j%7), 5000, c.ticket(id))
+				c.deny(id, hit, denyValue{count: 6}, 5001+int64(j%7), 5000, c.ticket(id))
 			}
 			for _, id := range live {
-				_, ok := c.denied(id, hit, 5000)
+				_, ok := deniedCount(c, id, hit, 5000)
 				assert.True(t, ok, "live %s is kept", id)
 			}
 			for _, id := range finished {
-				_, ok := c.denied(id, window, 1000) // when it was live
+				_, ok := deniedCount(c, id, window, 1000) // when it was live
 				assert.False(t, ok, "finished %s is evicted", id)
 			}
 			assert.Equal(t, size, c.len())
@@ -256,16 +256,16 @@ func TestDenyCacheEvictsSoonestEnding(t *testing.T) {
 			// old[k] ends at 10_000+ends[k]: a fixed shuffle of 0..capacity-1.
 			ends := rand.New(rand.NewPCG(1, 2)).Perm(capacity)
 			for k, id := range old {
-				c.deny(id, hit, 6, 10_000+int64(ends[k]), 5000, c.ticket(id))
+				c.deny(id, hit, denyValue{count: 6}, 10_000+int64(ends[k]), 5000, c.ticket(id))
 			}
 			for j, id := range fresh { // all end after every old one
-				c.deny(id, hit, 6, 20_000+int64(j), 5000, c.ticket(id))
+				c.deny(id, hit, denyValue{count: 6}, 20_000+int64(j), 5000, c.ticket(id))
 				for k, id := range old {
-					_, ok := c.denied(id, hit, 5000)
+					_, ok := deniedCount(c, id, hit, 5000)
 					assert.Equal(t, ends[k] > j, ok, "after %d new, old entry ending at +%d", j+1, ends[k])
 				}
 				for _, id := range fresh[:j+1] {
-					_, ok := c.denied(id, hit, 5000)
+					_, ok := deniedCount(c, id, hit, 5000)
 					assert.True(t, ok, "new %s is kept", id)
 				}
 				n, _ := occupancy(s)
@@ -273,9 +273,9 @@ func TestDenyCacheEvictsSoonestEnding(t *testing.T) {
 			}
 
 			// Replacing an entry of a full shard evicts nothing.
-			c.deny(fresh[0], hit, 7, 30_000, 5000, c.ticket(fresh[0]))
+			c.deny(fresh[0], hit, denyValue{count: 7}, 30_000, 5000, c.ticket(fresh[0]))
 			for _, id := range fresh {
-				_, ok := c.denied(id, hit, 5000)
+				_, ok := deniedCount(c, id, hit, 5000)
 				assert.True(t, ok)
 			}
 			verifyDenyCache(t, c, size)
@@ -371,9 +371,9 @@ func TestDenyCacheConcurrent(t *testing.T) {
 				sig := denySig{scaleMs: 100, limit: 5, bucket: now / 100}
 				switch i % 4 {
 				case 0:
-					c.deny(id, sig, 6, (sig.bucket+1)*100, now, c.ticket(id))
+					c.deny(id, sig, denyValue{count: 6}, (sig.bucket+1)*100, now, c.ticket(id))
 				case 1:
-					c.deny(id, denySig{rules: fmt.Sprint(w)}, 6, now+50, now, c.ticket(id))
+					c.deny(id, denySig{rules: fmt.Sprint(w)}, denyValue{count: 6}, now+50, now, c.ticket(id))
 				case 2:
 					c.denied(id, sig, now)
 				default:
@@ -484,4 +484,10 @@ func verifyDenyCache(t *testing.T, c *denyCache, maxEntries int) {
 		s.mu.RUnlock()
 	}
 	assert.Equal(t, maxEntries, total)
+}
+
+// deniedCount is c.denied's count.
+func deniedCount(c *denyCache, id string, sig denySig, nowMs int64) (int64, bool) {
+	v, ok := c.denied(id, sig, nowMs)
+	return v.count, ok
 }

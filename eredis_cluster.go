@@ -30,7 +30,10 @@ type ClusterBackend struct {
 	expiryArg any
 }
 
-var _ Backend = (*ClusterBackend)(nil)
+var (
+	_ Backend     = (*ClusterBackend)(nil)
+	_ RuleBackend = (*ClusterBackend)(nil)
+)
 
 // NewClusterBackend returns a backend over the cluster that opts describe.
 // It checks opts, and returns an error wrapping ErrInvalidOptions when they
@@ -106,6 +109,33 @@ func (b *ClusterBackend) CountHitInc(ctx context.Context, key BucketKey, now int
 		return 0, b.wrap("count hit", key.ID, outcome{err: err, ran: true})
 	}
 	return n, nil
+}
+
+// ChargeRules charges cost against every rule of id, all or nothing, or
+// reports what the charge would decide. See RuleBackend. It is one script
+// call on the id's master, on the same path as a hit: never sent twice.
+func (b *ClusterBackend) ChargeRules(ctx context.Context, id string, rules []Rule, now, cost int64, charge bool) (bool, []RuleDecision, error) {
+	if err := checkID(id, b.cfg.maxIDBytes); err != nil {
+		return false, nil, err
+	}
+	if err := checkRules(rules, cost); err != nil {
+		return false, nil, err
+	}
+	op := "hit"
+	if !charge {
+		op = "peek"
+	}
+	cl := &call{script: ruleScript, keys: ruleKeys(b.cfg.prefix, id, rules), args: ruleArgs(now, cost, charge, rules)}
+	out := b.run(ctx, cl)
+	if out.err != nil {
+		out.ran = out.ran && charge // a peek changes nothing
+		return false, nil, b.wrap(op, id, out)
+	}
+	allowed, ds, err := parseRuleReply(out.val, rules)
+	if err != nil {
+		return false, nil, b.wrap(op, id, outcome{err: err, ran: charge})
+	}
+	return allowed, ds, nil
 }
 
 // run sends one call: through its master's queue when coalescing, on its

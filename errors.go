@@ -36,6 +36,10 @@ var (
 	// a TLS certificate that does not verify.
 	ErrMisconfigured = errors.New("hammer: backend misconfigured")
 
+	// ErrNoRuleBackend is wrapped by the error of Hit, HitN and Peek on a
+	// Limiter whose backend does not implement RuleBackend.
+	ErrNoRuleBackend = errors.New("hammer: the backend keeps no rules")
+
 	// ErrMaybeCounted is wrapped by the error of a hit that was sent but
 	// whose reply never came (a read timeout, a connection lost, a context
 	// that ended while the hit was on its way): the node may have run it,

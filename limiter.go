@@ -2,6 +2,8 @@ package hammer
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -77,16 +79,36 @@ func New(backend Backend, opts ...Option) *Limiter {
 }
 
 // Decision is the outcome of a check.
+//
+// For CheckRate and CheckRateInc it describes the fixed window of the
+// check. For Hit, HitN and Peek, Limit, Remaining and ResetAfter are the
+// binding rule's: the one with the least Remaining (the first of them on a
+// tie); Count is not used.
 type Decision struct {
-	Allowed    bool          // Count <= Limit
-	Count      int64         // bucket count after this hit
-	Limit      int64         // the limit checked against
-	Remaining  int64         // max(Limit-Count, 0)
-	ResetAfter time.Duration // until the current window ends
+	Allowed    bool          // CheckRate: Count <= Limit; Hit: every rule allows
+	Count      int64         // CheckRate: bucket count after this hit
+	Limit      int64         // the limit checked against (a bucket's burst or capacity)
+	Remaining  int64         // CheckRate: max(Limit-Count, 0); Hit: what the binding rule has left
+	ResetAfter time.Duration // CheckRate: until the current window ends; Hit: until the binding rule is back to full
 
-	// Cached is set when the deny cache (WithDenyCache) answered: the hit
-	// was denied without a Redis command and not counted. Count is the
-	// count last seen in Redis for this window.
+	// RetryAfter is set when a Hit, HitN or Peek is denied: the least wait
+	// after which the same call could be allowed, if nothing else hits the
+	// id. It is never shorter than the real wait, and never longer by more
+	// than 1 ms. It is 0 when the call is allowed, and for CheckRate, whose
+	// denied hits count (wait ResetAfter).
+	RetryAfter time.Duration
+
+	// Rules holds each rule's decision, in the order given, when a Hit,
+	// HitN or Peek had several rules: for headers with one item per rule.
+	// It is nil for a call with one rule, whose decision is the Decision's
+	// own fields.
+	Rules []RuleDecision
+
+	// Cached is set when the deny cache (WithDenyCache) answered: the call
+	// was denied without a Redis command, and changed nothing. For
+	// CheckRate, Count is the count last seen in Redis for this window;
+	// for Hit, Remaining is the binding rule's as last seen in Redis, and
+	// RetryAfter runs to the end of the wait Redis gave.
 	Cached bool
 
 	// FailedOpen is set when the backend was unavailable and the FailOpen
@@ -126,9 +148,9 @@ func (l *Limiter) CheckRateInc(ctx context.Context, id string, scale time.Durati
 	sig := denySig{scaleMs: scaleMs, limit: limit, bucket: bucket}
 	var ticket uint64 // taken before the hit, so that a DeleteBuckets after it wins
 	if l.denies != nil {
-		if count, ok := l.denies.denied(id, sig, now); ok {
+		if v, ok := l.denies.denied(id, sig, now); ok {
 			l.observe(ctx, CheckEvent{Outcome: OutcomeDenied, Cached: true})
-			return Decision{Count: count, Limit: limit, ResetAfter: resetAfter, Cached: true}, nil
+			return Decision{Count: v.count, Limit: limit, ResetAfter: resetAfter, Cached: true}, nil
 		}
 		ticket = l.denies.ticket(id)
 	}
@@ -155,11 +177,107 @@ func (l *Limiter) CheckRateInc(ctx context.Context, id string, scale time.Durati
 	if !d.Allowed {
 		outcome = OutcomeDenied
 		if l.denies != nil {
-			l.denies.deny(id, sig, count, (bucket+1)*scaleMs, now, ticket)
+			l.denies.deny(id, sig, denyValue{count: count}, (bucket+1)*scaleMs, now, ticket)
 		}
 	}
 	l.observe(ctx, CheckEvent{Outcome: outcome, Latency: latency})
 	return d, nil
+}
+
+// Hit charges one unit against every rule of id, all or nothing: the call
+// is allowed only when every rule allows, and then every rule is charged,
+// atomically, in one round trip. A denied Hit changes nothing in Redis
+// (unlike CheckRate, whose denied hits count, as in Hammer). Every rule's
+// state lives in the id's slot, apart from its fixed-window buckets and
+// from other rules: two rules with different parameters never share
+// state. The backend must implement RuleBackend (ClusterBackend does).
+func (l *Limiter) Hit(ctx context.Context, id string, rules ...Rule) (Decision, error) {
+	return l.charge(ctx, id, 1, true, rules)
+}
+
+// HitN is Hit for a call that costs cost units. A cost that some rule
+// could never allow (above its limit, burst or capacity) is an error
+// wrapping ErrInvalidArgument.
+func (l *Limiter) HitN(ctx context.Context, id string, cost int64, rules ...Rule) (Decision, error) {
+	return l.charge(ctx, id, cost, true, rules)
+}
+
+// Peek reports what Hit would decide now, and changes nothing.
+func (l *Limiter) Peek(ctx context.Context, id string, rules ...Rule) (Decision, error) {
+	return l.charge(ctx, id, 1, false, rules)
+}
+
+// charge is Hit, HitN (charge set) and Peek.
+func (l *Limiter) charge(ctx context.Context, id string, cost int64, charge bool, rules []Rule) (Decision, error) {
+	if err := checkID(id, l.maxIDBytes); err != nil {
+		return Decision{}, err
+	}
+	if err := checkRules(rules, cost); err != nil {
+		return Decision{}, err
+	}
+	rb, ok := l.backend.(RuleBackend)
+	if !ok {
+		return Decision{}, fmt.Errorf("%w: %T", ErrNoRuleBackend, l.backend)
+	}
+	now := l.now().UnixMilli()
+	var sig denySig
+	var ticket uint64
+	if l.denies != nil && charge {
+		sig = denySig{rules: rulesSig(rules, cost)}
+		if v, ok := l.denies.denied(id, sig, now); ok {
+			l.observe(ctx, CheckEvent{Outcome: OutcomeDenied, Cached: true})
+			return cachedHit(rules, v, now), nil
+		}
+		ticket = l.denies.ticket(id)
+	}
+	var start time.Time
+	if l.observer != nil {
+		start = time.Now()
+	}
+	allowed, ds, err := rb.ChargeRules(ctx, id, rules, now, cost, charge)
+	var latency time.Duration
+	if l.observer != nil {
+		latency = time.Since(start)
+	}
+	if err != nil {
+		return l.failed(ctx, id, err, Decision{Limit: rules[0].Limit()}, latency)
+	}
+	_, binding, retry := combine(ds)
+	b := ds[binding]
+	d := Decision{Allowed: allowed, Limit: b.Limit, Remaining: b.Remaining, ResetAfter: b.ResetAfter, RetryAfter: retry}
+	if len(rules) > 1 {
+		d.Rules = ds
+	}
+	outcome := OutcomeAllowed
+	if !allowed {
+		outcome = OutcomeDenied
+		if l.denies != nil && charge {
+			v := denyValue{count: b.Remaining, binding: binding, resetAt: now + b.ResetAfter.Milliseconds()}
+			l.denies.deny(id, sig, v, now+retry.Milliseconds(), now, ticket)
+		}
+	}
+	l.observe(ctx, CheckEvent{Outcome: outcome, Latency: latency})
+	return d, nil
+}
+
+// rulesSig is the deny cache's name of a Hit of cost over rules.
+func rulesSig(rules []Rule, cost int64) string {
+	var b []byte
+	for _, r := range rules {
+		b = append(r.appendSuffix(b), '|')
+	}
+	return string(strconv.AppendInt(b, cost, 10))
+}
+
+// cachedHit is the Decision of a Hit that the deny cache denies at now.
+func cachedHit(rules []Rule, v denyValue, now int64) Decision {
+	return Decision{
+		Limit:      rules[v.binding].Limit(),
+		Remaining:  v.count,
+		ResetAfter: time.Duration(max(0, v.resetAt-now)) * time.Millisecond,
+		RetryAfter: time.Duration(v.until-now) * time.Millisecond,
+		Cached:     true,
+	}
 }
 
 // InspectBucket reports the current window of id without counting a hit.

@@ -1,0 +1,313 @@
+package hammer
+
+import (
+	"fmt"
+	"strings"
+)
+
+// ruleSource is the script that charges one call against all of its rules,
+// atomically, in one round trip. It does the model's arithmetic (model.go)
+// step for step, in Lua doubles, which are exact for every value it meets
+// (see Rule.Validate); floor and ceil divisions go through math.fmod, which
+// is exact, and numbers are written with '%.0f', never tostring.
+//
+//	KEYS[1]      the id's index: keyBase(prefix, id) + "i"
+//	KEYS[1+i]    rule i's state: keyBase(prefix, id) + rules[i].suffix()
+//	ARGV[1]      now (unix ms), ARGV[2] cost,
+//	ARGV[3]      "1" to charge (a hit), "0" to peek
+//	ARGV[4i..4i+3], for rule i = 1..n: kind ("f", "s", "t" or "l"),
+//	             window or per in ms, limit (or burst or capacity),
+//	             rate (0 for windows)
+//
+// The reply is a flat array of integers: 1 when the call is allowed (0
+// otherwise), then per rule: allowed (1/0), remaining, resetAfter ms and
+// retryAfter ms. A peek replies what the hit would.
+//
+// It reads every rule's state (a GET each), decides, and only when every
+// rule allows and the call charges does it write: per rule, a SET with PX
+// (the state and its TTL in one write), then index_key with the rule's
+// suffix as the member. A denied call or a peek writes nothing at all.
+//
+// A state is a string "t:v" (sliding windows: "t:v:p"), the fields of
+// ruleState: the unix ms of the last update, the count or scaled level,
+// and a sliding window's previous count. Its TTL is ruleTTL: the time
+// until the state is back to full (or empty), plus ruleTTLMarginMs, at
+// most ruleMaxTTLMs.
+//
+// The key base is KEYS[1] less its last byte (the index suffix "i"), and a
+// rule's member in the index is its key less the base.
+const ruleSource = indexLua + `
+local MAX = 9007199254740992
+local MARGIN = 1000 -- ruleTTLMarginMs
+local MAXTTL = 4398046511104 -- ruleMaxTTLMs
+local function divmod(a, b)
+  local r = math.fmod(a, b)
+  if r < 0 then r = r + b end
+  return (a - r) / b, r
+end
+local function dfloor(a, b)
+  local q = divmod(a, b)
+  return q
+end
+local function dceil(a, b)
+  local q, r = divmod(a, b)
+  if r > 0 then q = q + 1 end
+  return q
+end
+local function rel(d, x)
+  local y = d + x
+  if y > MAX then y = MAX end
+  return y
+end
+local function f(x)
+  return string.format('%.0f', x)
+end
+
+local now = tonumber(ARGV[1])
+local cost = tonumber(ARGV[2])
+local charge = ARGV[3] == '1'
+local n = #KEYS - 1
+if n < 1 or #ARGV ~= 3 + 4 * n then
+  return redis.error_reply('ERR wrong number of keys or arguments')
+end
+
+local evs = {}
+local all = true
+for i = 1, n do
+  local kind = ARGV[4 * i]
+  local per = tonumber(ARGV[4 * i + 1])
+  local lim = tonumber(ARGV[4 * i + 2])
+  local rate = tonumber(ARGV[4 * i + 3])
+  local raw = redis.call('GET', KEYS[i + 1])
+  local set, t, v, p = false, 0, 0, 0
+  if raw then
+    local a, b, c = string.match(raw, '^(%-?%d+):(%-?%d+):?(%-?%d*)$')
+    if not a then
+      return redis.error_reply('ERR bad rule state')
+    end
+    set, t, v, p = true, tonumber(a), tonumber(b), tonumber(c) or 0
+  end
+  local e = now
+  if set and t > now then e = t end
+  local d = e - now
+  local ev = {created = not set, e = e, rem = 0, reset = 0, retry = 0}
+  if kind == 'f' then
+    local w = per
+    local b = dfloor(e, w)
+    local used = 0
+    if set and dfloor(t, w) == b then used = v end
+    local toend = rel(d, (b + 1) * w - e)
+    ev.ok = cost <= lim - used
+    ev.rem = math.max(0, lim - used)
+    if used > 0 then ev.reset = toend end
+    if ev.ok then
+      ev.remA, ev.resetA, ev.v = lim - used - cost, toend, used + cost
+    else
+      ev.retry = toend
+    end
+  elseif kind == 's' then
+    local w = per
+    local b = dfloor(e, w)
+    local el = e - b * w
+    local cur, prev = 0, 0
+    if set then
+      local sb = dfloor(t, w)
+      if sb == b then
+        cur, prev = v, p
+      elseif sb == b - 1 then
+        prev = v
+      end
+    end
+    local room = lim * w - prev * (w - el) - cur * w
+    ev.ok = cost * w <= room
+    ev.rem = math.max(0, dfloor(room, w))
+    if cur > 0 then
+      ev.reset = rel(d, (b + 2) * w - e)
+    elseif prev > 0 then
+      ev.reset = rel(d, (b + 1) * w - e)
+    end
+    if ev.ok then
+      ev.remA = math.max(0, dfloor(room - cost * w, w))
+      ev.resetA = rel(d, (b + 2) * w - e)
+      ev.v, ev.p = cur + cost, prev
+    else
+      local y
+      if cost <= lim - cur then
+        y = w - el - dfloor((lim - cur - cost) * w, prev)
+      else
+        y = (w - el) + w - dfloor((lim - cost) * w, cur)
+      end
+      ev.retry = rel(d, y)
+    end
+  elseif kind == 't' then
+    local full = lim * per
+    local s = full
+    if set then
+      s = v
+      if e - t >= dceil(full - s, rate) then
+        s = full
+      else
+        s = s + rate * (e - t)
+      end
+    end
+    local need = cost * per
+    ev.ok = need <= s
+    ev.rem = dfloor(s, per)
+    if s < full then ev.reset = rel(d, dceil(full - s, rate)) end
+    if ev.ok then
+      s = s - need
+      ev.remA, ev.resetA, ev.v = dfloor(s, per), rel(d, dceil(full - s, rate)), s
+    else
+      ev.retry = rel(d, dceil(need - s, rate))
+    end
+  elseif kind == 'l' then
+    local caps = lim * per
+    local lv = 0
+    if set then
+      lv = v
+      if e - t >= dceil(lv, rate) then
+        lv = 0
+      else
+        lv = lv - rate * (e - t)
+      end
+    end
+    local need = cost * per
+    ev.ok = need <= caps - lv
+    ev.rem = dfloor(caps - lv, per)
+    if lv > 0 then ev.reset = rel(d, dceil(lv, rate)) end
+    if ev.ok then
+      lv = lv + need
+      ev.remA, ev.resetA, ev.v = dfloor(caps - lv, per), rel(d, dceil(lv, rate)), lv
+    else
+      ev.retry = rel(d, dceil(need - (caps - lv), rate))
+    end
+  else
+    return redis.error_reply('ERR unknown rule kind')
+  end
+  if not ev.ok then all = false end
+  evs[i] = ev
+end
+
+if all and charge then
+  local base = string.sub(KEYS[1], 1, #KEYS[1] - 1)
+  for i = 1, n do
+    local ev = evs[i]
+    local val = f(ev.e) .. ':' .. f(ev.v)
+    if ev.p then val = val .. ':' .. f(ev.p) end
+    local ttl = ev.resetA + MARGIN
+    if ttl > MAXTTL then ttl = MAXTTL end
+    redis.call('SET', KEYS[i + 1], val, 'PX', f(ttl))
+    index_key(KEYS[1], base, string.sub(KEYS[i + 1], #base + 1), ttl, ev.created)
+  end
+end
+
+local out = {all and 1 or 0}
+for i = 1, n do
+  local ev = evs[i]
+  local k = 4 * i - 2
+  if all then
+    out[k], out[k + 1], out[k + 2], out[k + 3] = 1, ev.remA, ev.resetA, 0
+  else
+    out[k], out[k + 1], out[k + 2], out[k + 3] = ev.ok and 1 or 0, ev.rem, ev.reset, ev.retry
+  end
+end
+return out
+`
+
+// ruleScript is ruleSource and its SHA1.
+var ruleScript = newScript(ruleSource)
+
+// ruleKeys returns the keys of a call of id over rules, in the order of
+// ruleSource's KEYS: the index first, then each rule's state. All of them
+// are cut from one string.
+func ruleKeys(prefix, id string, rules []Rule) []string {
+	e := escapeID(id)
+	n := len(prefix) + len(e) + 3 // length of the base
+	var buf [80]byte
+	size := n + len(indexSuffix)
+	for _, r := range rules {
+		size += n + len(r.appendSuffix(buf[:0]))
+	}
+	var sb strings.Builder
+	sb.Grow(size)
+	writeBase := func() {
+		sb.WriteString(prefix)
+		sb.WriteByte('{')
+		sb.WriteString(e)
+		sb.WriteString("}:")
+	}
+	writeBase()
+	sb.WriteString(indexSuffix)
+	for _, r := range rules {
+		writeBase()
+		sb.Write(r.appendSuffix(buf[:0]))
+	}
+	s := sb.String()
+	keys := make([]string, 1+len(rules))
+	off := n + len(indexSuffix)
+	keys[0] = s[:off]
+	for i, r := range rules {
+		end := off + n + len(r.appendSuffix(buf[:0]))
+		keys[1+i] = s[off:end]
+		off = end
+	}
+	return keys
+}
+
+// ruleArgs returns the ARGV of ruleSource for a call at now (unix ms) of
+// cost over rules: a hit when charge is set, else a peek.
+func ruleArgs(now, cost int64, charge bool, rules []Rule) []any {
+	args := make([]any, 0, 3+4*len(rules))
+	c := "0"
+	if charge {
+		c = "1"
+	}
+	args = append(args, now, cost, c)
+	for _, r := range rules {
+		args = append(args, r.kind.code(), r.period.Milliseconds(), r.limit, r.rate)
+	}
+	return args
+}
+
+// parseRuleReply reads the reply of ruleSource for rules: whether the call
+// was allowed, and each rule's decision. A reply of another form is an
+// error wrapping errBadReply.
+func parseRuleReply(v any, rules []Rule) (allowed bool, ds []RuleDecision, err error) {
+	vals, ok := v.([]any)
+	if !ok {
+		return false, nil, fmt.Errorf("%w: rule reply of type %T", errBadReply, v)
+	}
+	if len(vals) != 1+4*len(rules) {
+		return false, nil, fmt.Errorf("%w: rule reply of %d values, want %d", errBadReply, len(vals), 1+4*len(rules))
+	}
+	nums := make([]int64, len(vals))
+	for i, x := range vals {
+		n, ok := x.(int64)
+		if !ok {
+			return false, nil, fmt.Errorf("%w: rule reply value %d of type %T", errBadReply, i, x)
+		}
+		if n < 0 || n > MaxValue || (i == 0 || i%4 == 1) && n > 1 { // flags at 0, 1, 5, 9, ...
+			return false, nil, fmt.Errorf("%w: rule reply value %d is %d", errBadReply, i, n)
+		}
+		nums[i] = n
+	}
+	allowed = nums[0] == 1
+	all := true
+	ds = make([]RuleDecision, len(rules))
+	for i, r := range rules {
+		x := nums[1+4*i : 5+4*i]
+		ds[i] = RuleDecision{
+			Rule:       r,
+			Allowed:    x[0] == 1,
+			Limit:      r.limit,
+			Remaining:  x[1],
+			ResetAfter: msDuration(x[2]),
+			RetryAfter: msDuration(x[3]),
+		}
+		all = all && ds[i].Allowed
+	}
+	if all != allowed {
+		return false, nil, fmt.Errorf("%w: rule reply says allowed=%v but its rules say %v", errBadReply, allowed, all)
+	}
+	return allowed, ds, nil
+}
