@@ -64,6 +64,9 @@ type errKind struct {
 	// (a redirect, a missing script, a client closed by a slot-map reload)
 	// or after a pause (wait is set: a slot half migrated, a failover).
 	resend, wait bool
+	// noScript is set when the node lacked the script: it is sent again
+	// with the script (NOSCRIPT).
+	noScript bool
 }
 
 var (
@@ -73,7 +76,7 @@ var (
 	kindDenied      = errKind{class: ErrMisconfigured, notRun: true}
 	kindMaybeRan    = errKind{class: ErrUnavailable}
 	kindUnknown     = errKind{}
-	kindNoScript    = errKind{class: ErrUnavailable, notRun: true, resend: true}
+	kindNoScript    = errKind{class: ErrUnavailable, notRun: true, resend: true, noScript: true}
 	kindClosed      = errKind{notRun: true, resend: true}
 	kindGaveUp      = errKind{}
 	kindScriptError = errKind{class: ErrMisconfigured}

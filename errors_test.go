@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -72,6 +73,7 @@ func TestErrorTable(t *testing.T) {
 		assert.Equal(t, c.class, errorClass(c.err), "class of %v", c.err)
 		assert.Equal(t, c.notRun, k.notRun, "not run: %v", c.err)
 		assert.Equal(t, c.resend, k.resend, "resend: %v", c.err)
+		assert.Equal(t, strings.HasPrefix(c.err.Error(), "NOSCRIPT"), k.noScript, "no script: %v", c.err)
 	}
 }
 

@@ -90,12 +90,12 @@ func (s *sender) send(ctx context.Context, c conn, calls []*call) {
 				continue
 			}
 			k := kindOf(cl.err)
-			if k.class == ErrUnavailable && k != kindNoScript {
+			if k.class == ErrUnavailable && !k.noScript {
 				s.reload.trigger()
 			}
 			cl.ran = !k.notRun
 			if k.resend && round < maxRounds {
-				cl.eval = cl.eval || k == kindNoScript
+				cl.eval = cl.eval || k.noScript
 				wait = wait || k.wait
 				next = append(next, cl)
 			}
