@@ -9,7 +9,8 @@ import (
 // them live in one cluster slot, and different ids spread over all slots:
 //
 //	<prefix>{<escaped id>}:<bucket>   bucket hash: count, created, updated
-//	<prefix>{<escaped id>}:i          index: sorted set of the id's buckets
+//	<prefix>{<escaped id>}:r:<...>    a rule's state (see Rule.suffix)
+//	<prefix>{<escaped id>}:i          index: sorted set of the id's keys
 //
 // Redis takes the hash tag from the first '{' to the first '}' after it. The
 // prefix may hold neither brace (NewClusterBackend checks), so the tag starts
@@ -17,8 +18,8 @@ import (
 // the tag ends at the closing brace written here and is never empty: any id,
 // whatever its bytes, gives one slot for all of its keys. Escaping '%' too
 // keeps the encoding injective, and the part after the tag is either a
-// decimal bucket number or "i", so no two (id, bucket) pairs share a key and
-// no bucket key is an index key.
+// decimal bucket number, "i" or a rule's "r:" suffix, so no two (id, bucket)
+// pairs share a key and no bucket key is an index key or a rule's key.
 
 const (
 	escapeByte  = '%'

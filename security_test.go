@@ -15,7 +15,7 @@ import (
 // aclCommands are the commands the backend needs, as an ACL rule: the
 // README gives this line.
 const aclCommands = "+evalsha +eval +script|load +hmget +zrange +cluster|slots " +
-	"+hget +hset +pexpire +pttl +time +exists +zadd +zrem +del" // run by the scripts
+	"+hget +hset +get +set +pexpire +pttl +time +exists +zadd +zrem +del" // run by the scripts
 
 func TestACLUser(t *testing.T) {
 	c := testcluster.Shared(t)
@@ -33,7 +33,7 @@ func TestACLUser(t *testing.T) {
 			})
 			require.NoError(t, err)
 			defer b.Close()
-			l := New(b)
+			l := New(b, WithClock(newClock(1_700_000_000_000).now)) // still: no refill between the hits
 			id := "acl:" + m.name
 			for want := int64(1); want <= 3; want++ {
 				d, err := l.CheckRate(ctx, id, time.Minute, 2)
@@ -43,9 +43,18 @@ func TestACLUser(t *testing.T) {
 			st, err := l.InspectBucket(ctx, id, time.Minute, 2)
 			require.NoError(t, err)
 			assert.Equal(t, int64(3), st.Count)
+			rules := []Rule{SlidingWindow(time.Second, 5), TokenBucket(1, time.Second, 5)}
+			for want := int64(4); want >= 3; want-- {
+				d, err := l.Hit(ctx, id, rules...)
+				require.NoError(t, err)
+				assert.Equal(t, want, d.Remaining)
+			}
+			d, err := l.Peek(ctx, id, rules...)
+			require.NoError(t, err)
+			assert.Equal(t, int64(2), d.Remaining)
 			n, err := l.DeleteBuckets(ctx, id)
 			require.NoError(t, err)
-			assert.Equal(t, int64(1), n)
+			assert.Equal(t, int64(3), n, "the bucket and both rules' states")
 		})
 	}
 }

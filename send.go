@@ -106,7 +106,7 @@ func (s *sender) send(ctx context.Context, c conn, calls []*call) {
 		if wait {
 			if !pause(ctx, pauseFor) {
 				for _, cl := range next {
-					cl.err = fmt.Errorf("%w (before that: %w)", ctx.Err(), cl.err)
+					cl.err = fmt.Errorf("%w (before that: %v)", ctx.Err(), cl.err)
 				}
 				return
 			}

@@ -1,4 +1,6 @@
-// Command quickstart shows Hammer-style rate limiting in a few calls.
+// Command quickstart shows Hammer-style rate limiting in a few calls: a
+// fixed window with CheckRate, then a sliding window and a token bucket
+// checked together with Hit.
 //
 // With REDIS_CLUSTER_ADDRS unset it runs on an embedded miniredis, so it
 // needs no setup:
@@ -73,6 +75,25 @@ func main() {
 		log.Fatal(err)
 	}
 	fmt.Printf("CheckRate after the reset: allowed=%v count=%d\n", d.Allowed, d.Count)
+
+	// Rules: a sliding window of 3 per second and a token bucket of 5
+	// refilled at 1 per second, checked together, all or nothing. A denied
+	// Hit changes nothing and says how long to wait.
+	api := fmt.Sprintf("api:user-%d", time.Now().UnixNano())
+	rules := []hammer.Rule{hammer.SlidingWindow(time.Second, 3), hammer.TokenBucket(1, time.Second, 5)}
+	fmt.Printf("\nHit(%q, %v, %v), five times:\n", api, rules[0], rules[1])
+	for i := 0; i < 5; i++ {
+		d, err := limiter.Hit(ctx, api, rules...)
+		if err != nil {
+			log.Fatal(err)
+		}
+		verdict := "allow"
+		if !d.Allowed {
+			verdict = "deny"
+		}
+		fmt.Printf("  %-5s sliding window left=%d, token bucket left=%d, retry after %v\n",
+			verdict, d.Rules[0].Remaining, d.Rules[1].Remaining, d.RetryAfter)
+	}
 }
 
 // seedNodes returns the cluster's seed nodes from REDIS_CLUSTER_ADDRS, or
