@@ -7,7 +7,7 @@ package hammer_test
 // same run: compare the library against that baseline, never against
 // absolute numbers (the machines these run on are small and shared).
 //
-//	go test -run '^$' -bench 'CheckRate|CountHit|DenyCache|Latency' -benchtime 3s .
+//	go test -run '^$' -bench 'CheckRate|Hit|DenyCache|Latency' -benchtime 3s .
 //	go test -run '^$' -bench DenyCache -cpu 1 .
 //
 // The shared cluster is stopped when the test binary exits (its processes
@@ -204,6 +204,40 @@ func BenchmarkCheckRate(b *testing.B) {
 		}
 		return err
 	})
+}
+
+// benchRate is the rate per second, and the burst, of the TokenBucket of
+// BenchmarkHit: far above what one id gets here, so every hit is allowed.
+const benchRate = 10000
+
+// BenchmarkHit is Limiter.Hit, allowed, from 64 and 256 callers over 10k
+// ids, next to a raw HINCRBY on the same client: rules=1 is one
+// TokenBucket, rules=3 a SlidingWindow, that TokenBucket and a
+// FixedWindow, charged all or nothing in one script call.
+func BenchmarkHit(b *testing.B) {
+	ctx := context.Background()
+	bucket := hammer.TokenBucket(benchRate, time.Second, benchRate)
+	for _, rs := range []struct {
+		name  string
+		rules []hammer.Rule
+	}{
+		{"rules=1", []hammer.Rule{bucket}},
+		{"rules=3", []hammer.Rule{
+			hammer.SlidingWindow(time.Second, benchLimit),
+			bucket,
+			hammer.FixedWindow(time.Hour, benchLimit),
+		}},
+	} {
+		b.Run(rs.name, func(b *testing.B) {
+			benchHits(b, func(_ hammer.Backend, l *hammer.Limiter, id string) error {
+				d, err := l.Hit(ctx, id, rs.rules...)
+				if err == nil && !d.Allowed {
+					err = fmt.Errorf("hit of %q denied: %+v", id, d)
+				}
+				return err
+			})
+		})
+	}
 }
 
 // BenchmarkCountHit is the backend's CountHit, without the Limiter.

@@ -28,6 +28,11 @@ var partialCoverage = testcluster.Config{ExtraArgs: []string{"--cluster-require-
 const (
 	faultDeadline = 300 * time.Millisecond
 	faultWorkers  = 8
+	// cleanDeadline is the deadline of the calls of the tests that expect
+	// no error at all: long enough that a 2-core machine running the race
+	// detector does not time a call out. A call that times out is never
+	// sent again, so on such a machine a short deadline means errors.
+	cleanDeadline = time.Second
 )
 
 var modes = []struct {
@@ -168,7 +173,7 @@ func TestFaultManualFailover(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			c := testcluster.Start(t, testcluster.Config{})
-			l := startLoaded(t, c, m.mode, 4, faultDeadline)
+			l := startLoaded(t, c, m.mode, 4, cleanDeadline)
 			all := l.ids
 			victim := c.MasterForKey(t, mustBucketKey(l.prefix, all[0]))
 			c.Failover(t, c.ReplicaOf(t, victim))
@@ -181,7 +186,7 @@ func TestFaultScriptFlush(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			c := testcluster.Shared(t)
-			l := startLoaded(t, c, m.mode, 4, faultDeadline)
+			l := startLoaded(t, c, m.mode, 4, cleanDeadline)
 			all := l.ids
 			for i := 0; i < 5; i++ {
 				mark := time.Now()
@@ -197,7 +202,7 @@ func TestFaultMoveSlots(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			c := testcluster.Start(t, testcluster.Config{MigrateBatchSize: 1, MigrateBatchDelay: 20 * time.Millisecond})
-			l := startLoaded(t, c, m.mode, 6, faultDeadline)
+			l := startLoaded(t, c, m.mode, 6, cleanDeadline)
 			prefix, byMaster := l.prefix, l.byMaster
 			masters := c.Masters(t)
 			from, to := masters[0], masters[1]

@@ -99,9 +99,10 @@ type Decision struct {
 	RetryAfter time.Duration
 
 	// Rules holds each rule's decision, in the order given, when a Hit,
-	// HitN or Peek had several rules: for headers with one item per rule.
-	// It is nil for a call with one rule, whose decision is the Decision's
-	// own fields.
+	// HitN or Peek had several rules and Redis answered: for headers with
+	// one item per rule. It is nil for a call with one rule, whose decision
+	// is the Decision's own fields, and for a denial answered by the deny
+	// cache (Cached).
 	Rules []RuleDecision
 
 	// Cached is set when the deny cache (WithDenyCache) answered: the call

@@ -1,9 +1,10 @@
 package bench
 
 // TestPeers compares hammer with its peers on one real Redis Cluster, in
-// one run: raw go-redis HINCRBY (the floor), hammer direct and coalesced,
-// go-redis/redis_rate v10 and ulule/limiter v3 with its Redis store. It is
-// skipped unless HAMMER_PEER_BENCH=1; see README.md.
+// one run: raw go-redis HINCRBY (the floor), hammer's CheckRate and its Hit
+// with one TokenBucket rule, each direct and coalesced, go-redis/redis_rate
+// v10 and ulule/limiter v3 with its Redis store. It is skipped unless
+// HAMMER_PEER_BENCH=1; see README.md.
 
 import (
 	"context"
@@ -34,6 +35,21 @@ const (
 	peerScale = time.Minute
 	// peerLimit is so high that every contender allows every call.
 	peerLimit = 1 << 40
+	// peerRate is the rate per second, and the burst, of the GCRA-like
+	// pair: redis_rate and hammer's TokenBucket. Far above what one id
+	// gets here (a few calls a second), so every call is allowed, and yet
+	// low enough for redis_rate's arithmetic, in seconds as Lua doubles:
+	// with a rate like peerLimit its 1/rate increment is below the
+	// resolution of the time, and it never writes at all.
+	peerRate = 10000
+)
+
+// peerBucket is the TokenBucket that races redis_rate's peerRRate: the
+// same rate, period and burst. Either keeps an id's state about a second
+// after its last call (a key with a TTL of 1 s, and 1.001 s).
+var (
+	peerBucket = hammer.TokenBucket(peerRate, time.Second, peerRate)
+	peerRRate  = redis_rate.Limit{Rate: peerRate, Period: time.Second, Burst: peerRate}
 )
 
 // contender is one limiter under test: call checks the id of index i and
@@ -91,37 +107,73 @@ func peerConfigFromEnv(t *testing.T) peerConfig {
 	return cfg
 }
 
-// contenders returns every contender over client, ids and the raw keys
-// (each with a hash tag, like hammer's keys).
-func contenders(t *testing.T, client *redis.ClusterClient) []contender {
-	t.Helper()
-	ids := make([]string, peerIDs)
-	rawKeys := make([]string, peerIDs)
+// peerIDList returns the ids the callers pick from, and the raw baseline's
+// key of each (with a hash tag, like hammer's keys).
+func peerIDList() (ids, rawKeys []string) {
+	ids = make([]string, peerIDs)
+	rawKeys = make([]string, peerIDs)
 	for i := range ids {
 		ids[i] = "user:" + strconv.Itoa(i)
 		rawKeys[i] = "raw:{" + ids[i] + "}"
 	}
-	hammerCall := func(mode hammer.CoalesceMode) func(ctx context.Context, i int) error {
-		be, err := hammer.NewClusterBackend(hammer.Options{
-			ExpiryMs: time.Hour.Milliseconds(),
-			Client:   client,
-			Coalesce: mode,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		l := hammer.New(be)
-		return func(ctx context.Context, i int) error {
-			d, err := l.CheckRate(ctx, ids[i], peerScale, peerLimit)
-			if err == nil && !d.Allowed {
-				err = fmt.Errorf("hammer denied %q", ids[i])
-			}
-			return err
-		}
-	}
+	return ids, rawKeys
+}
 
-	rr := redis_rate.NewLimiter(client)
-	rrLimit := redis_rate.PerMinute(peerLimit)
+// newLimiter returns a hammer Limiter over client, coalescing or not.
+func newLimiter(t *testing.T, client *redis.ClusterClient, mode hammer.CoalesceMode) *hammer.Limiter {
+	t.Helper()
+	be, err := hammer.NewClusterBackend(hammer.Options{
+		ExpiryMs: time.Hour.Milliseconds(),
+		Client:   client,
+		Coalesce: mode,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hammer.New(be)
+}
+
+// checkRateCall is Limiter.CheckRate of ids[i], scale peerScale, limit
+// peerLimit; a denial is an error.
+func checkRateCall(l *hammer.Limiter, ids []string) func(ctx context.Context, i int) error {
+	return func(ctx context.Context, i int) error {
+		d, err := l.CheckRate(ctx, ids[i], peerScale, peerLimit)
+		if err == nil && !d.Allowed {
+			err = fmt.Errorf("hammer denied %q", ids[i])
+		}
+		return err
+	}
+}
+
+// hitCall is Limiter.Hit of ids[i] over rules; a denial is an error.
+func hitCall(l *hammer.Limiter, ids []string, rules ...hammer.Rule) func(ctx context.Context, i int) error {
+	return func(ctx context.Context, i int) error {
+		d, err := l.Hit(ctx, ids[i], rules...)
+		if err == nil && !d.Allowed {
+			err = fmt.Errorf("hammer Hit denied %q: %+v", ids[i], d)
+		}
+		return err
+	}
+}
+
+// redisRateCall is redis_rate's Allow of ids[i] with limit; a denial is
+// an error.
+func redisRateCall(rr *redis_rate.Limiter, ids []string, limit redis_rate.Limit) func(ctx context.Context, i int) error {
+	return func(ctx context.Context, i int) error {
+		res, err := rr.Allow(ctx, ids[i], limit)
+		if err == nil && res.Allowed == 0 {
+			err = fmt.Errorf("redis_rate denied %q", ids[i])
+		}
+		return err
+	}
+}
+
+// contenders returns every contender over client.
+func contenders(t *testing.T, client *redis.ClusterClient) []contender {
+	t.Helper()
+	ids, rawKeys := peerIDList()
+	direct := newLimiter(t, client, hammer.CoalesceOff)
+	coalesced := newLimiter(t, client, hammer.CoalesceOn)
 
 	// ulule's store loads its scripts on every node (go-redis's
 	// ClusterClient.ScriptLoad goes to every shard) and reloads them on
@@ -136,15 +188,11 @@ func contenders(t *testing.T, client *redis.ClusterClient) []contender {
 		{"raw-hincrby", func(ctx context.Context, i int) error {
 			return client.HIncrBy(ctx, rawKeys[i], "count", 1).Err()
 		}},
-		{"hammer-direct", hammerCall(hammer.CoalesceOff)},
-		{"hammer-coalesced", hammerCall(hammer.CoalesceOn)},
-		{"redis_rate", func(ctx context.Context, i int) error {
-			res, err := rr.Allow(ctx, ids[i], rrLimit)
-			if err == nil && res.Allowed == 0 {
-				err = fmt.Errorf("redis_rate denied %q", ids[i])
-			}
-			return err
-		}},
+		{"hammer-direct", checkRateCall(direct, ids)},
+		{"hammer-coalesced", checkRateCall(coalesced, ids)},
+		{"hammer-hit-tb-direct", hitCall(direct, ids, peerBucket)},
+		{"hammer-hit-tb-coalesced", hitCall(coalesced, ids, peerBucket)},
+		{"redis_rate", redisRateCall(redis_rate.NewLimiter(client), ids, peerRRate)},
 		{"ulule", func(ctx context.Context, i int) error {
 			c, err := ul.Get(ctx, ids[i])
 			if err == nil && c.Reached {
@@ -152,6 +200,41 @@ func contenders(t *testing.T, client *redis.ClusterClient) []contender {
 			}
 			return err
 		}},
+	}
+}
+
+// startCluster starts a cluster of 3 masters with replicas each (or
+// testcluster.NoReplicas) and returns it with a cluster client, closed when
+// t ends. The client has the timeouts a ClusterBackend gives a client it
+// creates; every contender shares it, and so its pool.
+func startCluster(t *testing.T, replicas int) (*testcluster.Cluster, *redis.ClusterClient) {
+	t.Helper()
+	c := testcluster.Start(t, testcluster.Config{ReplicasPerMaster: replicas})
+	opts := c.ClusterOptions()
+	opts.DialTimeout = hammer.DefaultDialTimeout
+	opts.ReadTimeout = hammer.DefaultReadTimeout
+	opts.WriteTimeout = hammer.DefaultWriteTimeout
+	opts.DialerRetries = hammer.DefaultDialerRetries
+	opts.ContextTimeoutEnabled = true
+	client := redis.NewClusterClient(opts)
+	t.Cleanup(func() { _ = client.Close() })
+	return c, client
+}
+
+// warmUp, not recorded, dials the pools, loads the scripts, and creates
+// every contender's keys (one call per id), then runs each from callers
+// for d, so that measured rounds count into existing keys.
+func warmUp(t *testing.T, cs []contender, callers int, d time.Duration) {
+	t.Helper()
+	for _, ct := range cs {
+		for i := range peerIDs {
+			if err := ct.call(context.Background(), i); err != nil {
+				t.Fatalf("%s warm-up: %v", ct.name, err)
+			}
+		}
+		if s := measure(ct, callers, d); s.errors > 0 {
+			t.Fatalf("%s warm-up: %d errors of %d calls; first: %v", ct.name, s.errors, s.checks, s.firstErr)
+		}
 	}
 }
 
@@ -229,33 +312,13 @@ func TestPeers(t *testing.T) {
 		t.Skip("set HAMMER_PEER_BENCH=1 to compare hammer with its peers on a real cluster (minutes; see README.md)")
 	}
 	cfg := peerConfigFromEnv(t)
-	c := testcluster.Start(t, testcluster.Config{ReplicasPerMaster: cfg.replicas})
-	opts := c.ClusterOptions()
-	// The timeouts a ClusterBackend gives a client it creates; every
-	// contender shares this one client, and so its pool.
-	opts.DialTimeout = hammer.DefaultDialTimeout
-	opts.ReadTimeout = hammer.DefaultReadTimeout
-	opts.WriteTimeout = hammer.DefaultWriteTimeout
-	opts.DialerRetries = hammer.DefaultDialerRetries
-	opts.ContextTimeoutEnabled = true
-	client := redis.NewClusterClient(opts)
-	t.Cleanup(func() { _ = client.Close() })
+	_, client := startCluster(t, cfg.replicas)
 	cs := contenders(t, client)
 
 	t.Logf("GOMAXPROCS %d, %d ids, callers %v, %d rounds of %v per contender and caller count, go-redis pool %d per node (its default)",
 		runtime.GOMAXPROCS(0), peerIDs, cfg.callers, cfg.rounds, cfg.duration, 5*runtime.GOMAXPROCS(0))
 
-	// Warm-up, not recorded: dials the pools, loads the scripts, and creates
-	// every contender's keys so that rounds count into existing ones.
-	maxCallers := slices.Max(cfg.callers)
-	for _, ct := range cs {
-		for i := range peerIDs {
-			if err := ct.call(context.Background(), i); err != nil {
-				t.Fatalf("%s warm-up: %v", ct.name, err)
-			}
-		}
-		measure(ct, maxCallers, cfg.duration/4)
-	}
+	warmUp(t, cs, slices.Max(cfg.callers), cfg.duration/4)
 
 	// best[contender][callers] is the best round; all keeps every round.
 	best := map[string]map[int]sample{}
@@ -278,7 +341,7 @@ func TestPeers(t *testing.T) {
 				if b, ok := best[ct.name][callers]; !ok || s.perSecond() > b.perSecond() {
 					best[ct.name][callers] = s
 				}
-				t.Logf("round %d  %-17s %4d callers  %9.0f checks/s  p50 %v  p99 %v  errors %d",
+				t.Logf("round %d  %-23s %4d callers  %9.0f checks/s  p50 %v  p99 %v  errors %d",
 					round+1, ct.name, callers, s.perSecond(), s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond), s.errors)
 			}
 		}
@@ -324,6 +387,8 @@ func report(w *strings.Builder, cs []contender, cfg peerConfig, best map[string]
 	}
 	fmt.Fprintln(tw)
 	pairs := [][2]string{
+		{"hammer-hit-tb-direct", "redis_rate"},
+		{"hammer-hit-tb-coalesced", "redis_rate"},
 		{"hammer-direct", "redis_rate"},
 		{"hammer-coalesced", "redis_rate"},
 		{"hammer-direct", "ulule"},
@@ -347,4 +412,62 @@ func report(w *strings.Builder, cs []contender, cfg peerConfig, best map[string]
 			d.p50.Round(time.Microsecond), co.p50.Round(time.Microsecond),
 			float64(co.p50)/float64(max(d.p50, 1)), best["raw-hincrby"][1].p50.Round(time.Microsecond))
 	}
+
+	// The goals of Hit with one TokenBucket against redis_rate, both
+	// GCRA-like, with the same rate, period and burst.
+	// The median of the rounds' own ratios is the steadier figure on a
+	// shared machine (both contenders of a round ran one after the other),
+	// and the one that says whether a goal is met.
+	fmt.Fprintf(w, "\nGoals, Hit with one TokenBucket / redis_rate: ratio of the best rounds, and median of the %d rounds' ratios\n\n", cfg.rounds)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "callers\tgoal\tcoalesced best\tmedian\tdirect best\tmedian\tmet\t\n")
+	for _, g := range hitGoals {
+		if !slices.Contains(cfg.callers, g.callers) {
+			continue
+		}
+		rr := best["redis_rate"][g.callers].perSecond()
+		if rr == 0 {
+			continue
+		}
+		co := best["hammer-hit-tb-coalesced"][g.callers].perSecond() / rr
+		di := best["hammer-hit-tb-direct"][g.callers].perSecond() / rr
+		com := medianRatio(all["hammer-hit-tb-coalesced"][g.callers], all["redis_rate"][g.callers])
+		dim := medianRatio(all["hammer-hit-tb-direct"][g.callers], all["redis_rate"][g.callers])
+		met := "no"
+		if max(com, dim) >= g.ratio {
+			met = "yes"
+		}
+		fmt.Fprintf(tw, "%d\t>= %.1fx\t%.2fx\t%.2fx\t%.2fx\t%.2fx\t%s\t\n", g.callers, g.ratio, co, com, di, dim, met)
+	}
+	_ = tw.Flush()
 }
+
+// medianRatio returns the median of a[i]/b[i].
+func medianRatio(a, b []float64) float64 {
+	var rs []float64
+	for i := range min(len(a), len(b)) {
+		if b[i] > 0 {
+			rs = append(rs, a[i]/b[i])
+		}
+	}
+	return median(rs)
+}
+
+// median returns the median of xs, 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	xs = slices.Sorted(slices.Values(xs))
+	if len(xs)%2 == 1 {
+		return xs[len(xs)/2]
+	}
+	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
+}
+
+// hitGoals are the throughput goals of Hit with one TokenBucket, as
+// ratios to redis_rate in the same run.
+var hitGoals = []struct {
+	callers int
+	ratio   float64
+}{{64, 1.5}, {256, 2.5}}

@@ -1,0 +1,294 @@
+package hammer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-hammer/hammer/internal/testcluster"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Rules on the fault paths: a load of Limiter.Hit on private clusters (the
+// shared one for SCRIPT FLUSH), in both modes, while scripts are flushed,
+// slots move or a master fails over. The clock is fixed and the rules are
+// huge, so every Hit is allowed and takes exactly one unit of each rule:
+// after the load, what the rules hold is exactly what the callers were told
+// (see checkExact), as load_test.go checks for CheckRate.
+
+// hitFaultRules are a fixed window and a token bucket that no load fills.
+// At a fixed instant neither refills, so each holds limit - hits. The
+// bucket's state is a second key of the id, so that each Hit writes
+// several keys (and a slot in migration answers TRYAGAIN).
+var hitFaultRules = []Rule{FixedWindow(time.Hour, 1<<40), TokenBucket(1, time.Hour, 1<<31)}
+
+// hitFaultNow is the fixed instant of the load: a second into an hour, so
+// that the states live about an hour.
+const hitFaultNow = hourBase + 1000
+
+// hitLoad is a load of Hits over ids: workers goroutines hit them in turn,
+// each call with its own deadline, and keep what each id was told.
+type hitLoad struct {
+	l        *Limiter
+	b        *ClusterBackend
+	raw      *redis.ClusterClient
+	prefix   string
+	ids      []string
+	byMaster map[*testcluster.Node][]string
+	stats    map[string]*idStats
+	deadline time.Duration
+
+	denied   atomic.Int64 // Hits denied: none, with these rules
+	calls    atomic.Int64
+	timeouts atomic.Int64          // errors of calls that ran out of time
+	failed   atomic.Int64          // other errors: none, whatever the fault
+	lastFail atomic.Pointer[error] // the latest of them
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// hitDeadline bounds each Hit of the load. It is longer than the fault
+// tests' faultDeadline, which is about latency: here what counts is the
+// accounting, and a call that runs out of time on a loaded machine (under
+// -race, say) is only a Hit that may or may not have been counted.
+const hitDeadline = time.Second
+
+// startHitLoad makes a fault backend on c (closed when t ends), picks
+// perMaster ids on every master, and runs faultWorkers goroutines of Hits
+// over them, each with hitDeadline, until every id has been allowed once.
+func startHitLoad(t *testing.T, c *testcluster.Cluster, mode CoalesceMode, perMaster int) *hitLoad {
+	t.Helper()
+	b, prefix := faultBackend(t, c, mode)
+	raw := redis.NewClusterClient(c.ClusterOptions())
+	t.Cleanup(func() { b.Close(); raw.Close() })
+	hl := &hitLoad{
+		l:        New(b, WithClock(newClock(hitFaultNow).now)),
+		b:        b,
+		raw:      raw,
+		prefix:   prefix,
+		byMaster: idsByMaster(t, c, prefix, perMaster),
+		stats:    map[string]*idStats{},
+		deadline: hitDeadline,
+		stop:     make(chan struct{}),
+	}
+	for _, ids := range hl.byMaster {
+		hl.ids = append(hl.ids, ids...)
+	}
+	for _, id := range hl.ids {
+		hl.stats[id] = &idStats{}
+	}
+	for w := 0; w < faultWorkers; w++ {
+		hl.wg.Add(1)
+		go func() {
+			defer hl.wg.Done()
+			for i := w; ; i++ {
+				select {
+				case <-hl.stop:
+					return
+				default:
+				}
+				hl.hit(hl.ids[i%len(hl.ids)])
+			}
+		}()
+	}
+	t.Cleanup(hl.halt)
+	waitFor(t, 10*time.Second, "the load warms up", func() bool { return hl.okSince(hl.ids, time.Time{}) })
+	return hl
+}
+
+// hit sends one Hit of id and keeps its outcome.
+func (hl *hitLoad) hit(id string) {
+	st := hl.stats[id]
+	ctx, cancel := context.WithTimeout(context.Background(), hl.deadline)
+	d, err := hl.l.Hit(ctx, id, hitFaultRules...)
+	cancel()
+	hl.calls.Add(1)
+	switch {
+	case err != nil:
+		st.errs.Add(1)
+		if errors.Is(err, ErrMaybeCounted) {
+			st.maybe.Add(1)
+		}
+		st.lastErr.Store(&err)
+		if isTimeout(err) {
+			hl.timeouts.Add(1)
+		} else {
+			hl.failed.Add(1)
+			hl.lastFail.Store(&err)
+		}
+	case !d.Allowed:
+		hl.denied.Add(1)
+	default:
+		st.acked.Add(1)
+		st.lastOK.Store(time.Now().UnixNano())
+	}
+}
+
+// halt stops the workers and waits for them.
+func (hl *hitLoad) halt() {
+	select {
+	case <-hl.stop:
+	default:
+		close(hl.stop)
+	}
+	hl.wg.Wait()
+}
+
+// okSince tells whether every id of ids was allowed after t; with the zero
+// t, whether every id was allowed at all.
+func (hl *hitLoad) okSince(ids []string, t time.Time) bool {
+	var since int64
+	if !t.IsZero() {
+		since = t.UnixNano()
+	}
+	for _, id := range ids {
+		if hl.stats[id].lastOK.Load() <= since {
+			return false
+		}
+	}
+	return true
+}
+
+// isTimeout tells whether err is that of a call that ran out of time: its
+// reply did not come in time (ErrMaybeCounted), or its deadline passed
+// before it was sent.
+func isTimeout(err error) bool {
+	return errors.Is(err, ErrMaybeCounted) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// errors returns the number of failed calls, of them those that may have
+// been counted, and a sample.
+func (hl *hitLoad) errors() (n, maybe int64, sample string) {
+	var s []string
+	for _, id := range hl.ids {
+		st := hl.stats[id]
+		n += st.errs.Load()
+		maybe += st.maybe.Load()
+		if err := st.lastErr.Load(); err != nil && len(s) < 3 {
+			s = append(s, (*err).Error())
+		}
+	}
+	return n, maybe, strings.Join(s, "; ")
+}
+
+// checkExact compares, for every id, what each rule holds with the Hits
+// its callers were told were allowed: each allowed Hit took exactly one
+// unit of every rule, and each Hit whose error wraps ErrMaybeCounted took
+// one or none, of every rule alike. Peek reports what a Hit would leave,
+// so a rule that took k units has limit - k - 1 Remaining; the stored
+// states say k too.
+func (hl *hitLoad) checkExact(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	for _, id := range hl.ids {
+		st := hl.stats[id]
+		acked, maybe := st.acked.Load(), st.maybe.Load()
+		d, err := hl.l.Peek(ctx, id, hitFaultRules...)
+		require.NoError(t, err, "id %q", id)
+		require.True(t, d.Allowed, "id %q", id)
+		require.Len(t, d.Rules, len(hitFaultRules))
+		took := hitFaultRules[0].Limit() - d.Rules[0].Remaining - 1
+		for i, r := range hitFaultRules {
+			assert.Equal(t, took, r.Limit()-d.Rules[i].Remaining-1, "id %q: %v took what %v took", id, r, hitFaultRules[0])
+		}
+		if maybe == 0 {
+			require.Equal(t, acked, took, "id %q: units taken vs Hits allowed", id)
+		} else {
+			require.GreaterOrEqual(t, took, acked, "id %q: an allowed Hit was lost", id)
+			require.LessOrEqual(t, took, acked+maybe, "id %q: a Hit was counted twice (%d allowed, %d maybe counted)", id, acked, maybe)
+		}
+		stored := readStates(t, hl.raw, ruleKeys(hl.prefix, id, hitFaultRules)[1:])
+		want := []string{
+			fmt.Sprintf("%d:%d", hitFaultNow, took),
+			fmt.Sprintf("%d:%d", hitFaultNow, (hitFaultRules[1].Limit()-took)*time.Hour.Milliseconds()),
+		}
+		require.Equal(t, want, stored, "id %q: stored states", id)
+	}
+}
+
+// finish lets the load go on until every id is allowed once more, stops
+// it, checks that no call failed, unless it ran out of time, and that the
+// rules hold exactly what was allowed (give or take the Hits that may have
+// been counted). The fault itself (a missing script, a redirect, a slot
+// half moved, a failover) fails no call: the backend sends again what did
+// not run.
+func (hl *hitLoad) finish(t *testing.T, during string) {
+	t.Helper()
+	mark := time.Now()
+	waitFor(t, 10*time.Second, "the load goes on", func() bool { return hl.okSince(hl.ids, mark) })
+	hl.halt()
+	n, maybe, sample := hl.errors()
+	t.Logf("%d calls, %d errors (%d timeouts, %d maybe counted) %s: %s", hl.calls.Load(), n, hl.timeouts.Load(), maybe, during, sample)
+	assert.Zero(t, hl.denied.Load(), "denied Hits")
+	if err := hl.lastFail.Load(); err != nil {
+		t.Errorf("%d calls failed %s, not for lack of time; the latest: %v", hl.failed.Load(), during, *err)
+	}
+	hl.checkExact(t)
+}
+
+func TestHitFaultScriptFlush(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			c := testcluster.Shared(t)
+			hl := startHitLoad(t, c, m.mode, 4)
+			for i := 0; i < 5; i++ {
+				mark := time.Now()
+				waitFor(t, 10*time.Second, "the load goes on", func() bool { return hl.okSince(hl.ids, mark) })
+				c.FlushScripts(t)
+			}
+			hl.finish(t, "after SCRIPT FLUSH")
+		})
+	}
+}
+
+func TestHitFaultMoveSlots(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			c := testcluster.Start(t, testcluster.Config{MigrateBatchSize: 1, MigrateBatchDelay: 20 * time.Millisecond})
+			hl := startHitLoad(t, c, m.mode, 6)
+			masters := c.Masters(t)
+			from, to := masters[0], masters[1]
+			// Move the slots of from's ids, key by key, while the load
+			// runs: Hits meet ASK redirects, and TRYAGAIN while an id's
+			// keys are split between two masters.
+			var slots []int
+			for _, id := range hl.byMaster[from] {
+				slots = append(slots, testcluster.Slot(mustBucketKey(hl.prefix, id)))
+			}
+			c.MoveSlots(t, slots, to)
+			for _, id := range hl.byMaster[from] {
+				require.Equal(t, to.Addr, c.MasterForKey(t, mustBucketKey(hl.prefix, id)).Addr)
+			}
+			hl.finish(t, "while slots move")
+
+			// DeleteBuckets finds the moved states: one key per rule.
+			for _, id := range hl.byMaster[from] {
+				n, err := hl.l.DeleteBuckets(context.Background(), id)
+				require.NoError(t, err)
+				assert.Equal(t, int64(len(hitFaultRules)), n, "id %q", id)
+				left, err := hl.raw.Exists(context.Background(), ruleKeys(hl.prefix, id, hitFaultRules)...).Result()
+				require.NoError(t, err)
+				assert.Zero(t, left, "id %q: no state and no index left", id)
+			}
+		})
+	}
+}
+
+func TestHitFaultManualFailover(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			c := testcluster.Start(t, testcluster.Config{})
+			hl := startHitLoad(t, c, m.mode, 4)
+			victim := c.MasterForKey(t, mustBucketKey(hl.prefix, hl.ids[0]))
+			c.Failover(t, c.ReplicaOf(t, victim))
+			hl.finish(t, "during a manual failover")
+		})
+	}
+}
