@@ -55,6 +55,11 @@
 //     [Decision]. Its options set the clock ([WithClock]), the failure
 //     policy ([WithFailurePolicy], [WithOnError]), metrics ([WithObserver])
 //     and the deny cache ([WithDenyCache]).
+//   - Rules go further than Hammer v6: [Limiter.Hit], [Limiter.HitN] and
+//     [Limiter.Peek] check a [FixedWindow], [SlidingWindow], [TokenBucket]
+//     or [LeakyBucket], several at once, all or nothing, in one round trip;
+//     a denied call changes nothing, and [Decision.RetryAfter] says how
+//     long to wait. A backend that keeps rules implements [RuleBackend].
 //   - [Backend] stores buckets: a [BucketKey] names one window of one id,
 //     and a bucket holds its count, creation and latest hit ([BucketInfo]).
 //   - [ClusterBackend] is the Backend over Redis Cluster, configured by
