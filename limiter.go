@@ -78,6 +78,11 @@ func New(backend Backend, opts ...Option) *Limiter {
 	return l
 }
 
+// MaxIDBytes returns the longest id the Limiter accepts: its backend's
+// MaxIDBytes when the backend has that method, else DefaultMaxIDBytes.
+// Middleware uses it to refuse an over-long client key as a client error.
+func (l *Limiter) MaxIDBytes() int { return l.maxIDBytes }
+
 // Decision is the outcome of a check.
 //
 // For CheckRate and CheckRateInc it describes the fixed window of the
