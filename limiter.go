@@ -83,6 +83,11 @@ func New(backend Backend, opts ...Option) *Limiter {
 // Middleware uses it to refuse an over-long client key as a client error.
 func (l *Limiter) MaxIDBytes() int { return l.maxIDBytes }
 
+// MaxScale returns the longest scale CheckRate accepts: its backend's
+// Expiry when the backend has that method, as ClusterBackend does; 0 when
+// no bound is known.
+func (l *Limiter) MaxScale() time.Duration { return time.Duration(l.maxScaleMs) * time.Millisecond }
+
 // Decision is the outcome of a check.
 //
 // For CheckRate and CheckRateInc it describes the fixed window of the

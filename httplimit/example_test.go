@@ -60,3 +60,33 @@ func ExampleMiddleware() {
 	// 200 limit=2 remaining=0 reset=40 policy=2;w=60 retry-after="" body="hello\n"
 	// 429 limit=2 remaining=0 reset=40 policy=2;w=60 retry-after="40" body="rate limit exceeded, retry in 40 s\n"
 }
+
+func ExampleNew() {
+	m, err := miniredis.Run()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close()
+	backend, err := hammer.NewClusterBackend(hammer.Options{
+		ExpiryMs:    60 * 60 * 1000,
+		InitServers: []string{m.Addr()},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer backend.Close()
+	limiter := hammer.New(backend)
+
+	// Windows read from configuration: New refuses a bad one when the
+	// server starts, not at each request.
+	for _, window := range []time.Duration{time.Minute, 1500 * time.Microsecond, 2 * time.Hour} {
+		_, err := httplimit.New(limiter, httplimit.Rule{Scale: window, Limit: 10})
+		fmt.Printf("%v: %v\n", window, err)
+	}
+	// Output:
+	// 1m0s: <nil>
+	// 1.5ms: httplimit: invalid rule: Scale 1.5ms is not a whole number of milliseconds >= 1ms
+	// 2h0m0s: httplimit: invalid rule: Scale 2h0m0s: hammer: invalid argument: scale 2h0m0s is longer than the backend's expiry 1h0m0s
+}

@@ -250,11 +250,6 @@ func TestErrors(t *testing.T) {
 		{"key function fails", l, Rule{Scale: time.Minute, Limit: 1, Key: failing}, nil, http.StatusInternalServerError, ErrKey},
 		{"key too long", l, Rule{Scale: time.Minute, Limit: 1, Key: long}, nil, http.StatusBadRequest, ErrKeyTooLong},
 		{"prefix makes the key too long", l, Rule{Scale: time.Minute, Limit: 1, IDPrefix: "api:", Key: ByHeader("K")}, []Option{WithMaxKeyBytes(10)}, http.StatusBadRequest, ErrKeyTooLong},
-		{"nil limiter", nil, Rule{Scale: time.Minute, Limit: 1}, nil, http.StatusInternalServerError, ErrInvalidRule},
-		{"zero rule", l, Rule{}, nil, http.StatusInternalServerError, ErrInvalidRule},
-		{"fractional scale", l, Rule{Scale: 1500 * time.Microsecond, Limit: 1}, nil, http.StatusInternalServerError, ErrInvalidRule},
-		{"limit too big", l, Rule{Scale: time.Minute, Limit: hammer.MaxValue + 1}, nil, http.StatusInternalServerError, ErrInvalidRule},
-		{"scale beyond the expiry", l, Rule{Scale: 2 * time.Hour, Limit: 1}, nil, http.StatusInternalServerError, hammer.ErrInvalidArgument},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -276,7 +271,9 @@ func TestErrors(t *testing.T) {
 }
 
 func TestErrorBodyJSON(t *testing.T) {
-	h := Middleware(nil, Rule{})(ok)
+	l, _, _ := newLimiter(t)
+	failing := KeyFunc(func(*http.Request) (string, error) { return "", errors.New("no session") })
+	h := Middleware(l, Rule{Scale: time.Minute, Limit: 1, Key: failing})(ok)
 	w := serve(h, "203.0.113.7:1", "Accept", "application/json")
 	assert.Equal(t, http.StatusInternalServerError, w.Code)
 	assert.Equal(t, "application/json", w.Header().Get("Content-Type"))
@@ -318,5 +315,216 @@ func TestBackendDown(t *testing.T) {
 			}
 			assert.Equal(t, int64(1), backendErrors.Load())
 		})
+	}
+}
+
+// TestDeniedHandlerWritesNoStatus: a denied handler that writes no status
+// still answers 429, whatever else it writes, and can flush.
+func TestDeniedHandlerWritesNoStatus(t *testing.T) {
+	cases := []struct {
+		name    string
+		handler DeniedHandler
+		body    string
+		flushed bool
+	}{
+		{"nothing", func(http.ResponseWriter, *http.Request, hammer.Decision) {}, "", false},
+		{"a header only", func(w http.ResponseWriter, _ *http.Request, _ hammer.Decision) {
+			w.Header().Set("X-Denied", "yes")
+		}, "", false},
+		{"a body only", func(w http.ResponseWriter, _ *http.Request, _ hammer.Decision) {
+			fmt.Fprint(w, "slow down")
+		}, "slow down", false},
+		{"a flush first", func(w http.ResponseWriter, _ *http.Request, _ hammer.Decision) {
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+			fmt.Fprint(w, "slow down")
+		}, "slow down", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l, _, _ := newLimiter(t)
+			h := Middleware(l, Rule{Scale: time.Minute, Limit: 1}, WithDeniedHandler(tc.handler))(ok)
+			serve(h, "203.0.113.7:1")
+			w := serve(h, "203.0.113.7:1")
+			assert.Equal(t, http.StatusTooManyRequests, w.Code)
+			assert.Equal(t, tc.body, w.Body.String())
+			assert.Equal(t, tc.flushed, w.Flushed)
+			assert.Equal(t, "60", w.Header().Get("Retry-After"))
+			assert.Equal(t, "0", w.Header().Get("RateLimit-Remaining"))
+		})
+	}
+}
+
+// TestKeyFuncPanics: a panic in the KeyFunc is an ErrKey error, answered
+// 500; a panic in the next handler is left to the server.
+func TestKeyFuncPanics(t *testing.T) {
+	l, m, _ := newLimiter(t)
+	boom := errors.New("boom")
+	var got error
+	h := Middleware(l, Rule{Scale: time.Minute, Limit: 1, Key: func(*http.Request) (string, error) { panic(boom) }},
+		WithErrorHandler(func(w http.ResponseWriter, r *http.Request, err error) {
+			got = err
+			DefaultErrorHandler(w, r, err)
+		}))(ok)
+	var w *httptest.ResponseRecorder
+	require.NotPanics(t, func() { w = serve(h, "203.0.113.7:1") })
+	assert.Equal(t, http.StatusInternalServerError, w.Code)
+	assert.Equal(t, "rate limit check failed\n", w.Body.String())
+	assert.ErrorIs(t, got, ErrKey)
+	assert.ErrorIs(t, got, boom)
+	assert.Contains(t, got.Error(), "panicked")
+	assert.Empty(t, m.Keys(), "nothing was counted")
+
+	// A panic that is not an error.
+	h = Middleware(l, Rule{Scale: time.Minute, Limit: 1, Key: func(*http.Request) (string, error) { panic("no key") }})(ok)
+	require.NotPanics(t, func() { w = serve(h, "203.0.113.7:1") })
+	assert.Equal(t, http.StatusInternalServerError, w.Code)
+
+	panicking := http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic(boom) })
+	h = Middleware(l, Rule{Scale: time.Minute, Limit: 1})(panicking)
+	assert.PanicsWithValue(t, boom, func() { serve(h, "203.0.113.7:1") })
+}
+
+// TestKeyLongerThanBackendAllows: the backend's MaxIDBytes bounds the key
+// too, whatever WithMaxKeyBytes says: an over-long key is the client's
+// error.
+func TestKeyLongerThanBackendAllows(t *testing.T) {
+	m := miniredis.RunT(t)
+	b, err := hammer.NewClusterBackend(hammer.Options{ExpiryMs: 60 * 60 * 1000, InitServers: []string{m.Addr()}, MaxIDBytes: 16})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	l := hammer.New(b)
+	require.Equal(t, 16, l.MaxIDBytes())
+
+	cases := []struct {
+		name   string
+		opts   []Option
+		key    string
+		status int
+	}{
+		{"default max", nil, strings.Repeat("k", 17), http.StatusBadRequest},
+		{"larger max", []Option{WithMaxKeyBytes(1000)}, strings.Repeat("k", 17), http.StatusBadRequest},
+		{"smaller max", []Option{WithMaxKeyBytes(8)}, strings.Repeat("k", 9), http.StatusBadRequest},
+		{"at the backend's max", []Option{WithMaxKeyBytes(1000)}, strings.Repeat("k", 16), http.StatusOK},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var got error
+			opts := append([]Option{WithErrorHandler(func(w http.ResponseWriter, r *http.Request, err error) {
+				got = err
+				DefaultErrorHandler(w, r, err)
+			})}, tc.opts...)
+			h := Middleware(l, Rule{Scale: time.Minute, Limit: 10, Key: ByHeader("K")}, opts...)(ok)
+			w := serve(h, "203.0.113.7:1", "K", tc.key)
+			assert.Equal(t, tc.status, w.Code)
+			if tc.status == http.StatusBadRequest {
+				assert.ErrorIs(t, got, ErrKeyTooLong)
+				assert.Equal(t, "rate limit key too long\n", w.Body.String())
+			} else {
+				assert.NoError(t, got)
+			}
+		})
+	}
+}
+
+// invalidRules are refused when the middleware is built.
+func invalidRules(l *hammer.Limiter) []struct {
+	name string
+	l    *hammer.Limiter
+	rule Rule
+} {
+	return []struct {
+		name string
+		l    *hammer.Limiter
+		rule Rule
+	}{
+		{"nil limiter", nil, Rule{Scale: time.Minute, Limit: 1}},
+		{"zero rule", l, Rule{}},
+		{"zero scale", l, Rule{Scale: 0, Limit: 1}},
+		{"negative scale", l, Rule{Scale: -time.Second, Limit: 1}},
+		{"fractional scale", l, Rule{Scale: 1500 * time.Microsecond, Limit: 1}},
+		{"zero limit", l, Rule{Scale: time.Minute, Limit: 0}},
+		{"limit too big", l, Rule{Scale: time.Minute, Limit: hammer.MaxValue + 1}},
+		{"scale beyond the expiry", l, Rule{Scale: 2 * time.Hour, Limit: 1}},
+		{"prefix fills the id", l, Rule{Scale: time.Minute, Limit: 1, IDPrefix: strings.Repeat("p", hammer.DefaultMaxIDBytes)}},
+	}
+}
+
+// TestMiddlewarePanicsOnInvalidRule: Middleware refuses an invalid rule
+// when it is called, before any request.
+func TestMiddlewarePanicsOnInvalidRule(t *testing.T) {
+	l, _, _ := newLimiter(t)
+	for _, tc := range invalidRules(l) {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				err, _ := recover().(error)
+				assert.ErrorIs(t, err, ErrInvalidRule)
+			}()
+			Middleware(tc.l, tc.rule)
+			t.Error("Middleware did not panic")
+		})
+	}
+}
+
+// TestNew: New returns the error Middleware panics with, and makes no
+// backend call to find it.
+func TestNew(t *testing.T) {
+	l, m, _ := newLimiter(t)
+	for _, tc := range invalidRules(l) {
+		t.Run(tc.name, func(t *testing.T) {
+			mw, err := New(tc.l, tc.rule)
+			assert.Nil(t, mw)
+			require.ErrorIs(t, err, ErrInvalidRule)
+			assert.PanicsWithError(t, err.Error(), func() { Middleware(tc.l, tc.rule) })
+		})
+	}
+	var beyond error
+	for _, tc := range invalidRules(l) {
+		if tc.name == "scale beyond the expiry" {
+			_, beyond = New(tc.l, tc.rule)
+		}
+	}
+	assert.ErrorIs(t, beyond, hammer.ErrInvalidArgument, "the Limiter's own reason is kept")
+	assert.Contains(t, beyond.Error(), "expiry")
+	assert.EqualValues(t, 0, m.CommandCount(), "no Redis command")
+
+	// The longest valid rule: the Scale at the expiry, the IDPrefix one
+	// byte short of the id limit, within WithMaxKeyBytes.
+	mw, err := New(l, Rule{Scale: time.Hour, Limit: hammer.MaxValue, IDPrefix: "p:"})
+	require.NoError(t, err)
+	assert.NotNil(t, mw)
+	_, err = New(l, Rule{Scale: time.Minute, Limit: 1, IDPrefix: "0123456789"}, WithMaxKeyBytes(10))
+	assert.ErrorIs(t, err, ErrInvalidRule)
+	_, err = New(l, Rule{Scale: time.Minute, Limit: 1, IDPrefix: "012345678"}, WithMaxKeyBytes(10))
+	assert.NoError(t, err)
+	assert.EqualValues(t, 0, m.CommandCount(), "no Redis command")
+
+	// A deny cache changes nothing: the probe is refused before it.
+	l2, _, _ := newLimiter(t, hammer.WithDenyCache(10))
+	_, err = New(l2, Rule{Scale: 2 * time.Hour, Limit: 1})
+	assert.ErrorIs(t, err, ErrInvalidRule)
+}
+
+// TestDeniedHandlerHijacks: a denied handler that takes the connection gets
+// no 429 written after it.
+func TestDeniedHandlerHijacks(t *testing.T) {
+	l, _, _ := newLimiter(t)
+	h := Middleware(l, Rule{Scale: time.Minute, Limit: 1}, WithDeniedHandler(func(w http.ResponseWriter, r *http.Request, d hammer.Decision) {
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if !assert.NoError(t, err) {
+			return
+		}
+		defer conn.Close()
+		_, _ = rw.WriteString("HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		_ = rw.Flush()
+	}))(ok)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	for _, want := range []int{http.StatusOK, http.StatusTeapot} {
+		resp, err := srv.Client().Get(srv.URL)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, want, resp.StatusCode)
 	}
 }

@@ -1,7 +1,9 @@
 package httplimit
 
 import (
+	"bufio"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -46,6 +48,54 @@ func DefaultErrorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	writeBody(w, status, "text/plain; charset=utf-8", msg+"\n")
 }
+
+// deniedWriter is the ResponseWriter given to a DeniedHandler. A body or a
+// flush before any status goes out as 429 rather than Go's implicit 200;
+// the middleware answers 429 itself when the handler wrote no status.
+// Unwrap gives http.ResponseController the writer beneath.
+type deniedWriter struct {
+	http.ResponseWriter
+	wroteHeader bool // a final status was sent, or the connection hijacked
+}
+
+// WriteHeader sends code. Informational codes (1xx but 101) are not a
+// final status.
+func (w *deniedWriter) WriteHeader(code int) {
+	if code >= 200 || code == http.StatusSwitchingProtocols {
+		w.wroteHeader = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Write sends 429 first when no status was sent.
+func (w *deniedWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusTooManyRequests)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush sends 429 first when no status was sent, then flushes, when the
+// writer beneath can.
+func (w *deniedWriter) Flush() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusTooManyRequests)
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Hijack hijacks the connection, when the writer beneath can; the
+// middleware then writes nothing more.
+func (w *deniedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.wroteHeader = true
+	}
+	return c, rw, err
+}
+
+// Unwrap returns the writer beneath, for http.ResponseController.
+func (w *deniedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func writeBody(w http.ResponseWriter, status int, contentType, body string) {
 	h := w.Header()

@@ -21,6 +21,10 @@
 // X-Forwarded-For is believed (none by default). -fail-open lets requests
 // through, without RateLimit headers, while Redis is unreachable; by default
 // they get 503.
+//
+// Flags that make an invalid rule (-window not a whole number of
+// milliseconds >= 1ms, -limit or -api-limit outside [1, 2^53]) stop it
+// before it listens, with a message on stderr and exit status 1.
 package main
 
 import (
@@ -84,12 +88,20 @@ func main() {
 		hammer.WithOnError(func(_ context.Context, id string, err error) { log.Printf("limiter: %s: %v", id, err) }),
 	)
 
-	byIP := httplimit.Middleware(limiter, httplimit.Rule{
+	// The rules come from flags: New refuses a bad one here, before the
+	// server listens, rather than at every request.
+	byIP, err := httplimit.New(limiter, httplimit.Rule{
 		Scale: *window, Limit: *limit, IDPrefix: "ip:", Key: httplimit.ByIP(proxies...),
 	})
-	byKey := httplimit.Middleware(limiter, httplimit.Rule{
+	if err != nil {
+		log.Fatalf("-limit %d -window %v: %v", *limit, *window, err)
+	}
+	byKey, err := httplimit.New(limiter, httplimit.Rule{
 		Scale: *window, Limit: *apiLimit, IDPrefix: "key:", Key: httplimit.ByHeader("X-API-Key"),
 	})
+	if err != nil {
+		log.Fatalf("-api-limit %d -window %v: %v", *apiLimit, *window, err)
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", byIP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,10 +32,7 @@ func TestDemoServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	bin := filepath.Join(t.TempDir(), "httpserver")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
+	bin := buildDemo(ctx, t)
 
 	const limit = 3
 	cmd := exec.CommandContext(ctx, bin, "-addr", "127.0.0.1:0", "-limit", strconv.Itoa(limit), "-window", "1h")
@@ -117,4 +117,66 @@ func TestDemoServer(t *testing.T) {
 	// Stop it the way a user would, and see it exit.
 	require.NoError(t, cmd.Process.Signal(os.Interrupt))
 	assert.NoError(t, cmd.Wait())
+}
+
+// buildDemo builds the demo into a temporary directory and returns the
+// binary's path.
+func buildDemo(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "httpserver")
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "go build: %s", out)
+	return bin
+}
+
+// TestDemoServerRefusesBadFlags: flags that make an invalid rule stop the
+// demo before it listens, with a message naming the flag and a non-zero
+// exit status.
+func TestDemoServerRefusesBadFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the demo binary; skipped with -short")
+	}
+	// A bound, not an expectation: it only keeps a stuck build or server
+	// from hanging the run.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	bin := buildDemo(ctx, t)
+
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-window", "0"}, "-window 0s"},
+		{[]string{"-window", "1500us"}, "-window 1.5ms"},
+		{[]string{"-window", "-1m"}, "-window -1m0s"},
+		{[]string{"-limit", "0"}, "-limit 0"},
+		{[]string{"-api-limit", "-1"}, "-api-limit -1"},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			cmd := exec.CommandContext(ctx, bin, append([]string{"-addr", "127.0.0.1:0"}, tc.args...)...)
+			cmd.Env = append(os.Environ(), "REDIS_CLUSTER_ADDRS=") // always the embedded miniredis
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			stdout, err := cmd.StdoutPipe()
+			require.NoError(t, err)
+			require.NoError(t, cmd.Start())
+			t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+			lines := bufio.NewScanner(stdout)
+			for lines.Scan() {
+				if strings.Contains(lines.Text(), "listening") {
+					_ = cmd.Process.Kill()
+					_ = cmd.Wait()
+					t.Fatalf("the demo started: %q", lines.Text())
+				}
+			}
+			err = cmd.Wait()
+			var exit *exec.ExitError
+			require.True(t, errors.As(err, &exit), "exit: %v", err)
+			assert.NotEqual(t, 0, exit.ExitCode())
+			assert.Contains(t, stderr.String(), tc.want)
+			assert.Contains(t, stderr.String(), "invalid rule")
+		})
+	}
 }
