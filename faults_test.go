@@ -69,7 +69,7 @@ func startLoaded(t *testing.T, c *testcluster.Cluster, mode CoalesceMode, perMas
 	for _, ids := range byMaster {
 		all = append(all, ids...)
 	}
-	l := startLoad(t, b, all, faultWorkers, deadline)
+	l := startLoad(t, b, all, faultWorkers, deadline, nil)
 	waitFor(t, 10*time.Second, "load warms up", func() bool { return l.okSince(all, time.Time{}) })
 	return &loaded{load: l, prefix: prefix, byMaster: byMaster}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,25 +31,18 @@ var hitFaultRules = []Rule{FixedWindow(time.Hour, 1<<40), TokenBucket(1, time.Ho
 // that the states live about an hour.
 const hitFaultNow = hourBase + 1000
 
-// hitLoad is a load of Hits over ids: workers goroutines hit them in turn,
-// each call with its own deadline, and keep what each id was told.
+// hitLoad is a load of Hits (see load) over ids, each call with its own
+// deadline, keeping what each id was told.
 type hitLoad struct {
+	*load
 	l        *Limiter
-	b        *ClusterBackend
 	raw      *redis.ClusterClient
 	prefix   string
-	ids      []string
 	byMaster map[*testcluster.Node][]string
-	stats    map[string]*idStats
-	deadline time.Duration
 
-	denied   atomic.Int64 // Hits denied: none, with these rules
-	calls    atomic.Int64
 	timeouts atomic.Int64          // errors of calls that ran out of time
 	failed   atomic.Int64          // other errors: none, whatever the fault
 	lastFail atomic.Pointer[error] // the latest of them
-	stop     chan struct{}
-	wg       sync.WaitGroup
 }
 
 // hitDeadline bounds each Hit of the load. It is longer than the fault
@@ -70,90 +61,32 @@ func startHitLoad(t *testing.T, c *testcluster.Cluster, mode CoalesceMode, perMa
 	t.Cleanup(func() { b.Close(); raw.Close() })
 	hl := &hitLoad{
 		l:        New(b, WithClock(newClock(hitFaultNow).now)),
-		b:        b,
 		raw:      raw,
 		prefix:   prefix,
 		byMaster: idsByMaster(t, c, prefix, perMaster),
-		stats:    map[string]*idStats{},
-		deadline: hitDeadline,
-		stop:     make(chan struct{}),
 	}
-	for _, ids := range hl.byMaster {
-		hl.ids = append(hl.ids, ids...)
+	var ids []string
+	for _, m := range hl.byMaster {
+		ids = append(ids, m...)
 	}
-	for _, id := range hl.ids {
-		hl.stats[id] = &idStats{}
-	}
-	for w := 0; w < faultWorkers; w++ {
-		hl.wg.Add(1)
-		go func() {
-			defer hl.wg.Done()
-			for i := w; ; i++ {
-				select {
-				case <-hl.stop:
-					return
-				default:
-				}
-				hl.hit(hl.ids[i%len(hl.ids)])
-			}
-		}()
-	}
-	t.Cleanup(hl.halt)
+	hl.load = startLoad(t, b, ids, faultWorkers, hitDeadline, hl.hit)
 	waitFor(t, 10*time.Second, "the load warms up", func() bool { return hl.okSince(hl.ids, time.Time{}) })
 	return hl
 }
 
-// hit sends one Hit of id and keeps its outcome.
-func (hl *hitLoad) hit(id string) {
-	st := hl.stats[id]
-	ctx, cancel := context.WithTimeout(context.Background(), hl.deadline)
+// hit sends one Hit of id, and keeps apart the errors that are not for
+// lack of time.
+func (hl *hitLoad) hit(ctx context.Context, id string) (bool, error) {
 	d, err := hl.l.Hit(ctx, id, hitFaultRules...)
-	cancel()
-	hl.calls.Add(1)
 	switch {
-	case err != nil:
-		st.errs.Add(1)
-		if errors.Is(err, ErrMaybeCounted) {
-			st.maybe.Add(1)
-		}
-		st.lastErr.Store(&err)
-		if isTimeout(err) {
-			hl.timeouts.Add(1)
-		} else {
-			hl.failed.Add(1)
-			hl.lastFail.Store(&err)
-		}
-	case !d.Allowed:
-		hl.denied.Add(1)
+	case err == nil:
+	case isTimeout(err):
+		hl.timeouts.Add(1)
 	default:
-		st.acked.Add(1)
-		st.lastOK.Store(time.Now().UnixNano())
+		hl.failed.Add(1)
+		hl.lastFail.Store(&err)
 	}
-}
-
-// halt stops the workers and waits for them.
-func (hl *hitLoad) halt() {
-	select {
-	case <-hl.stop:
-	default:
-		close(hl.stop)
-	}
-	hl.wg.Wait()
-}
-
-// okSince tells whether every id of ids was allowed after t; with the zero
-// t, whether every id was allowed at all.
-func (hl *hitLoad) okSince(ids []string, t time.Time) bool {
-	var since int64
-	if !t.IsZero() {
-		since = t.UnixNano()
-	}
-	for _, id := range ids {
-		if hl.stats[id].lastOK.Load() <= since {
-			return false
-		}
-	}
-	return true
+	return d.Allowed, err
 }
 
 // isTimeout tells whether err is that of a call that ran out of time: its
@@ -161,21 +94,6 @@ func (hl *hitLoad) okSince(ids []string, t time.Time) bool {
 // before it was sent.
 func isTimeout(err error) bool {
 	return errors.Is(err, ErrMaybeCounted) || errors.Is(err, context.DeadlineExceeded)
-}
-
-// errors returns the number of failed calls, of them those that may have
-// been counted, and a sample.
-func (hl *hitLoad) errors() (n, maybe int64, sample string) {
-	var s []string
-	for _, id := range hl.ids {
-		st := hl.stats[id]
-		n += st.errs.Load()
-		maybe += st.maybe.Load()
-		if err := st.lastErr.Load(); err != nil && len(s) < 3 {
-			s = append(s, (*err).Error())
-		}
-	}
-	return n, maybe, strings.Join(s, "; ")
 }
 
 // checkExact compares, for every id, what each rule holds with the Hits
@@ -224,7 +142,11 @@ func (hl *hitLoad) finish(t *testing.T, during string) {
 	mark := time.Now()
 	waitFor(t, 10*time.Second, "the load goes on", func() bool { return hl.okSince(hl.ids, mark) })
 	hl.halt()
-	n, maybe, sample := hl.errors()
+	n, sample := hl.errorsOn(hl.ids)
+	var maybe int64
+	for _, st := range hl.stats {
+		maybe += st.maybe.Load()
+	}
 	t.Logf("%d calls, %d errors (%d timeouts, %d maybe counted) %s: %s", hl.calls.Load(), n, hl.timeouts.Load(), maybe, during, sample)
 	assert.Zero(t, hl.denied.Load(), "denied Hits")
 	if err := hl.lastFail.Load(); err != nil {

@@ -36,17 +36,28 @@ type load struct {
 	ids      []string
 	stats    map[string]*idStats
 	deadline time.Duration
+	// call makes one call of id, and says whether it was allowed. The
+	// default counts a hit of id in loadBucket, always allowed.
+	call func(ctx context.Context, id string) (bool, error)
 
 	maxOverrun atomic.Int64 // ns past a call's deadline, at worst
 	calls      atomic.Int64
+	denied     atomic.Int64 // calls that returned no error and were denied
 	stop       chan struct{}
 	wg         sync.WaitGroup
 }
 
-// startLoad runs workers goroutines hitting ids until stopped.
-func startLoad(t *testing.T, b *ClusterBackend, ids []string, workers int, deadline time.Duration) *load {
+// startLoad runs workers goroutines hitting ids until stopped, with
+// CountHit unless call is set.
+func startLoad(t *testing.T, b *ClusterBackend, ids []string, workers int, deadline time.Duration, call func(ctx context.Context, id string) (bool, error)) *load {
 	t.Helper()
-	l := &load{b: b, ids: ids, stats: map[string]*idStats{}, deadline: deadline, stop: make(chan struct{})}
+	l := &load{b: b, ids: ids, stats: map[string]*idStats{}, deadline: deadline, call: call, stop: make(chan struct{})}
+	if l.call == nil {
+		l.call = func(ctx context.Context, id string) (bool, error) {
+			_, err := b.CountHit(ctx, BucketKey{Bucket: loadBucket, ID: id}, 1)
+			return true, err
+		}
+	}
 	for _, id := range ids {
 		l.stats[id] = &idStats{}
 	}
@@ -73,7 +84,7 @@ func (l *load) hit(id string) {
 	st := l.stats[id]
 	ctx, cancel := context.WithTimeout(context.Background(), l.deadline)
 	start := time.Now()
-	_, err := l.b.CountHit(ctx, BucketKey{Bucket: loadBucket, ID: id}, 1)
+	allowed, err := l.call(ctx, id)
 	elapsed := time.Since(start)
 	cancel()
 	l.calls.Add(1)
@@ -95,6 +106,10 @@ func (l *load) hit(id string) {
 		}
 		n, _ := st.errClass.LoadOrStore(class, new(atomic.Int64))
 		n.(*atomic.Int64).Add(1)
+		return
+	}
+	if !allowed {
+		l.denied.Add(1)
 		return
 	}
 	st.acked.Add(1)

@@ -230,26 +230,26 @@ func ruleKeys(prefix, id string, rules []Rule) []string {
 	}
 	var sb strings.Builder
 	sb.Grow(size)
-	writeBase := func() {
+	var endsBuf [16]int
+	ends := endsBuf[:0] // where each key ends in the string
+	for i := -1; i < len(rules); i++ {
 		sb.WriteString(prefix)
 		sb.WriteByte('{')
 		sb.WriteString(e)
 		sb.WriteString("}:")
-	}
-	writeBase()
-	sb.WriteString(indexSuffix)
-	for _, r := range rules {
-		writeBase()
-		sb.Write(r.appendSuffix(buf[:0]))
+		if i < 0 {
+			sb.WriteString(indexSuffix)
+		} else {
+			sb.Write(rules[i].appendSuffix(buf[:0]))
+		}
+		ends = append(ends, sb.Len())
 	}
 	s := sb.String()
-	keys := make([]string, 1+len(rules))
-	off := n + len(indexSuffix)
-	keys[0] = s[:off]
-	for i, r := range rules {
-		end := off + n + len(r.appendSuffix(buf[:0]))
-		keys[1+i] = s[off:end]
-		off = end
+	keys := make([]string, len(ends))
+	start := 0
+	for i, end := range ends {
+		keys[i] = s[start:end]
+		start = end
 	}
 	return keys
 }
