@@ -18,6 +18,18 @@ type Limiter struct {
 	onError    func(ctx context.Context, id string, err error)
 	observer   Observer
 	denies     *denyCache // nil: off
+	shadow     bool
+}
+
+// WithShadow puts the Limiter in shadow mode, to roll out a limit by
+// counting first and blocking later: every check is computed and charged
+// as usual (a denied CheckRate hit counts; a denied Hit charges nothing),
+// but a check that would be denied is allowed, with Decision.Shadow set,
+// and observed as OutcomeShadowDenied. Shadow mode is per Limiter: to
+// shadow one rule while enforcing others, check it through a second
+// Limiter over the same backend. The default is off.
+func WithShadow() Option {
+	return func(l *Limiter) { l.shadow = true }
 }
 
 // WithDenyCache turns on a local cache of denials, holding at most
@@ -127,6 +139,11 @@ type Decision struct {
 	// WithOnError and the Observer). The hit was not counted, or may have
 	// been (ErrMaybeCounted). Count is 0, and Remaining is Limit.
 	FailedOpen bool
+
+	// Shadow is set when the Limiter is in shadow mode (WithShadow) and
+	// the check would have been denied: Allowed is true, and every other
+	// field is the denial's.
+	Shadow bool
 }
 
 // BucketStatus is what InspectBucket sees of the current window.
@@ -160,8 +177,7 @@ func (l *Limiter) CheckRateInc(ctx context.Context, id string, scale time.Durati
 	var ticket uint64 // taken before the hit, so that a DeleteBuckets after it wins
 	if l.denies != nil {
 		if v, ok := l.denies.denied(id, sig, now); ok {
-			l.observe(ctx, CheckEvent{Outcome: OutcomeDenied, Cached: true})
-			return Decision{Count: v.count, Limit: limit, ResetAfter: resetAfter, Cached: true}, nil
+			return l.decided(ctx, Decision{Count: v.count, Limit: limit, ResetAfter: resetAfter, Cached: true}, 0), nil
 		}
 		ticket = l.denies.ticket(id)
 	}
@@ -184,15 +200,10 @@ func (l *Limiter) CheckRateInc(ctx context.Context, id string, scale time.Durati
 		Remaining:  remaining(limit, count),
 		ResetAfter: resetAfter,
 	}
-	outcome := OutcomeAllowed
-	if !d.Allowed {
-		outcome = OutcomeDenied
-		if l.denies != nil {
-			l.denies.deny(id, sig, denyValue{count: count}, (bucket+1)*scaleMs, now, ticket)
-		}
+	if !d.Allowed && l.denies != nil {
+		l.denies.deny(id, sig, denyValue{count: count}, (bucket+1)*scaleMs, now, ticket)
 	}
-	l.observe(ctx, CheckEvent{Outcome: outcome, Latency: latency})
-	return d, nil
+	return l.decided(ctx, d, latency), nil
 }
 
 // Hit charges one unit against every rule of id, all or nothing: the call
@@ -236,8 +247,7 @@ func (l *Limiter) charge(ctx context.Context, id string, cost int64, charge bool
 	if l.denies != nil && charge {
 		sig = denySig{rules: rulesSig(rules, cost)}
 		if v, ok := l.denies.denied(id, sig, now); ok {
-			l.observe(ctx, CheckEvent{Outcome: OutcomeDenied, Cached: true})
-			return cachedHit(rules, v, now), nil
+			return l.decided(ctx, cachedHit(rules, v, now), 0), nil
 		}
 		ticket = l.denies.ticket(id)
 	}
@@ -259,16 +269,43 @@ func (l *Limiter) charge(ctx context.Context, id string, cost int64, charge bool
 	if len(rules) > 1 {
 		d.Rules = ds
 	}
-	outcome := OutcomeAllowed
-	if !allowed {
-		outcome = OutcomeDenied
-		if l.denies != nil && charge {
-			v := denyValue{count: b.Remaining, binding: binding, resetAt: now + b.ResetAfter.Milliseconds()}
-			l.denies.deny(id, sig, v, now+retry.Milliseconds(), now, ticket)
+	if !allowed && l.denies != nil && charge {
+		v := denyValue{count: b.Remaining, binding: binding, resetAt: now + b.ResetAfter.Milliseconds()}
+		l.denies.deny(id, sig, v, now+retry.Milliseconds(), now, ticket)
+	}
+	return l.decided(ctx, d, latency), nil
+}
+
+// decided observes the Decision d of a check that Redis or the deny cache
+// (d.Cached) answered, and returns it, turned into an allowing one with
+// Shadow set when the Limiter is in shadow mode and d denies.
+func (l *Limiter) decided(ctx context.Context, d Decision, latency time.Duration) Decision {
+	ev := CheckEvent{Outcome: OutcomeAllowed, Latency: latency, Cached: d.Cached}
+	switch {
+	case !d.Allowed && l.shadow:
+		d.Allowed, d.Shadow = true, true
+		ev.Outcome = OutcomeShadowDenied
+	case !d.Allowed:
+		ev.Outcome = OutcomeDenied
+	default:
+		ev.NearLimit = nearLimit(d)
+	}
+	l.observe(ctx, ev)
+	return d
+}
+
+// nearLimit reports whether the allowed Decision d left at most a tenth of
+// the quota of one of its rules.
+func nearLimit(d Decision) bool {
+	if d.Rules == nil {
+		return d.Remaining*10 <= d.Limit
+	}
+	for _, r := range d.Rules {
+		if r.Remaining*10 <= r.Limit {
+			return true
 		}
 	}
-	l.observe(ctx, CheckEvent{Outcome: outcome, Latency: latency})
-	return d, nil
+	return false
 }
 
 // rulesSig is the deny cache's name of a Hit of cost over rules.

@@ -45,15 +45,17 @@ func WithOnError(f func(ctx context.Context, id string, err error)) Option {
 type Outcome int
 
 const (
-	OutcomeAllowed    Outcome = iota // counted and allowed
-	OutcomeDenied                    // counted and denied
-	OutcomeError                     // the error was returned (fail closed, or not an availability error)
-	OutcomeFailedOpen                // the backend was unavailable and the check allowed by FailOpen
+	OutcomeAllowed      Outcome = iota // counted and allowed
+	OutcomeDenied                      // counted and denied
+	OutcomeError                       // the error was returned (fail closed, or not an availability error)
+	OutcomeFailedOpen                  // the backend was unavailable and the check allowed by FailOpen
+	OutcomeShadowDenied                // denied, and allowed by shadow mode (WithShadow)
 )
 
-var outcomeNames = [...]string{"allowed", "denied", "error", "failed_open"}
+var outcomeNames = [...]string{"allowed", "denied", "error", "failed_open", "shadow_denied"}
 
-// String returns "allowed", "denied", "error" or "failed_open".
+// String returns "allowed", "denied", "error", "failed_open" or
+// "shadow_denied".
 func (o Outcome) String() string {
 	if o >= 0 && int(o) < len(outcomeNames) {
 		return outcomeNames[o]
@@ -68,6 +70,11 @@ type CheckEvent struct {
 	// OnError function; 0 when Cached.
 	Latency time.Duration
 	Cached  bool // denied by the deny cache, without a Redis command
+
+	// NearLimit is set on an allowed check that left at most a tenth of
+	// the quota of one of its rules (Remaining*10 <= Limit): a client
+	// about to be limited.
+	NearLimit bool
 }
 
 // Observer receives an event for every check that passed its argument

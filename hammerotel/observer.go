@@ -20,6 +20,7 @@ const (
 	CheckDurationName = "hammer.check.duration"
 	BatchSizeName     = "hammer.batch.size"
 	DenyCacheHitsName = "hammer.deny_cache.hits"
+	NearLimitName     = "hammer.checks.near_limit"
 )
 
 // OutcomeKey is the attribute that carries a check's hammer.Outcome.
@@ -43,6 +44,7 @@ type Observer struct {
 	duration  metric.Float64Histogram
 	batch     metric.Int64Histogram
 	cacheHits metric.Int64Counter
+	nearLimit metric.Int64Counter
 
 	// Options with the attribute set of each outcome, built once so that
 	// recording a check does not build attributes. The last entry is for
@@ -119,6 +121,11 @@ func New(mp metric.MeterProvider, opts ...Option) (*Observer, error) {
 		metric.WithUnit("{hit}")); err != nil {
 		return nil, fmt.Errorf("hammerotel: %s: %w", DenyCacheHitsName, err)
 	}
+	if o.nearLimit, err = m.Int64Counter(NearLimitName,
+		metric.WithDescription("Allowed checks that left at most a tenth of the quota of one of their rules."),
+		metric.WithUnit("{check}")); err != nil {
+		return nil, fmt.Errorf("hammerotel: %s: %w", NearLimitName, err)
+	}
 
 	// Every Outcome whose String is not "unknown", then "unknown": the
 	// table follows the outcomes the hammer module knows.
@@ -140,7 +147,10 @@ func New(mp metric.MeterProvider, opts ...Option) (*Observer, error) {
 	return &o, nil
 }
 
-// ObserveCheck counts the check in hammer.checks, with its outcome. A check
+// ObserveCheck counts the check in hammer.checks, with its outcome
+// (shadow denials, of a Limiter in shadow mode, are "shadow_denied", apart
+// from real denials), and in hammer.checks.near_limit when it was allowed
+// with at most a tenth of a rule's quota left. A check
 // that reached the backend has its latency recorded in
 // hammer.check.duration; one denied by the Limiter's deny cache is counted
 // in hammer.deny_cache.hits instead. A Limiter calls it through
@@ -151,6 +161,9 @@ func (o *Observer) ObserveCheck(ctx context.Context, ev hammer.CheckEvent) {
 		i = len(o.addByOutcome) - 1 // "unknown"
 	}
 	o.checks.Add(ctx, 1, o.addByOutcome[i]...)
+	if ev.NearLimit {
+		o.nearLimit.Add(ctx, 1, o.add...)
+	}
 	if ev.Cached {
 		o.cacheHits.Add(ctx, 1, o.add...)
 		return

@@ -80,6 +80,14 @@ func TestChecksOnMiniredis(t *testing.T) {
 	_, err = closed.CheckRate(ctx, "", time.Minute, 3) // refused for its id: not observed
 	require.ErrorIs(t, err, hammer.ErrInvalidArgument)
 
+	shadow := hammer.New(b, hammer.WithObserver(obs), hammer.WithShadow())
+	for i := 0; i < 3; i++ { // allowed with 0 left (near the limit), then 2 shadow denials
+		d, err := shadow.CheckRate(ctx, "user:3", time.Minute, 1)
+		require.NoError(t, err)
+		require.True(t, d.Allowed)
+		require.Equal(t, i > 0, d.Shadow)
+	}
+
 	m.Close()
 	_, err = closed.CheckRate(ctx, "user:2", time.Minute, 3)
 	require.ErrorIs(t, err, hammer.ErrUnavailable)
@@ -90,7 +98,7 @@ func TestChecksOnMiniredis(t *testing.T) {
 	}
 
 	got := collect(t, reader)
-	want := map[string]int64{"allowed": 3, "denied": 2, "error": 1, "failed_open": 2}
+	want := map[string]int64{"allowed": 4, "denied": 2, "error": 1, "failed_open": 2, "shadow_denied": 2}
 
 	checks, ok := got[hammerotel.ChecksName].Data.(metricdata.Sum[int64])
 	require.True(t, ok, "%s: %T", hammerotel.ChecksName, got[hammerotel.ChecksName].Data)
@@ -113,8 +121,14 @@ func TestChecksOnMiniredis(t *testing.T) {
 		perOutcome[outcomeOf(t, dp.Attributes)] += int64(dp.Count)
 		assert.GreaterOrEqual(t, dp.Sum, 0.0)
 	}
-	assert.Equal(t, uint64(8), total, "one latency per observed check")
+	assert.Equal(t, uint64(11), total, "one latency per observed check")
 	assert.Equal(t, want, perOutcome)
+
+	// Near the limit: user:1's third hit (0 of 3 left) and user:3's first.
+	near, ok := got[hammerotel.NearLimitName].Data.(metricdata.Sum[int64])
+	require.True(t, ok, "%s: %T", hammerotel.NearLimitName, got[hammerotel.NearLimitName].Data)
+	require.Len(t, near.DataPoints, 1)
+	assert.Equal(t, int64(2), near.DataPoints[0].Value)
 
 	// No BatchObserver and no deny cache: neither is recorded.
 	for _, name := range []string{hammerotel.BatchSizeName, hammerotel.DenyCacheHitsName} {
