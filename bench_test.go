@@ -85,13 +85,14 @@ func benchTargets(b *testing.B, hook redis.Hook) []benchTarget {
 }
 
 // benchBackend returns a backend over client, coalescing or not.
-func benchBackend(b *testing.B, client redis.UniversalClient, mode hammer.CoalesceMode) *hammer.ClusterBackend {
+func benchBackend(b *testing.B, client redis.UniversalClient, mode hammer.CoalesceMode, noBatch ...bool) *hammer.ClusterBackend {
 	b.Helper()
 	be, err := hammer.NewClusterBackend(hammer.Options{
-		ExpiryMs:  benchExpiry.Milliseconds(),
-		Client:    client,
-		KeyPrefix: benchPrefix,
-		Coalesce:  mode,
+		ExpiryMs:      benchExpiry.Milliseconds(),
+		Client:        client,
+		KeyPrefix:     benchPrefix,
+		Coalesce:      mode,
+		NoBatchScript: len(noBatch) > 0 && noBatch[0],
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -159,20 +160,23 @@ type benchOp struct {
 	op   func(i int) error
 }
 
-// benchOps returns the three contenders of a target: the raw HINCRBY
-// baseline, and the library's call through a direct and a coalescing
-// backend. call makes the library call, given the backend and a Limiter
+// benchOps returns the contenders of a target: the raw HINCRBY baseline,
+// and the library's call through a direct backend, a coalescing one, and a
+// coalescing one without batch scripts (a pipeline of single script calls
+// per flush). call makes the library call, given the backend and a Limiter
 // over it.
 func benchOps(b *testing.B, t benchTarget, call func(be hammer.Backend, l *hammer.Limiter, id string) error) []benchOp {
 	ids, rawKeys := benchIDList(benchIDs)
 	ctx := context.Background()
 	direct := benchBackend(b, t.client, hammer.CoalesceOff)
 	coalesced := benchBackend(b, t.client, hammer.CoalesceOn)
-	directL, coalescedL := hammer.New(direct), hammer.New(coalesced)
+	pipelined := benchBackend(b, t.client, hammer.CoalesceOn, true)
+	directL, coalescedL, pipelinedL := hammer.New(direct), hammer.New(coalesced), hammer.New(pipelined)
 	return []benchOp{
 		{"raw-hincrby", func(i int) error { return t.client.HIncrBy(ctx, rawKeys[i], "count", 1).Err() }},
 		{"direct", func(i int) error { return call(direct, directL, ids[i]) }},
 		{"coalesced", func(i int) error { return call(coalesced, coalescedL, ids[i]) }},
+		{"coalesced-pipeline", func(i int) error { return call(pipelined, pipelinedL, ids[i]) }},
 	}
 }
 

@@ -220,7 +220,7 @@ func (c *coalescer) flush(q *nodeQueue) {
 		}
 		if len(calls) > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-			c.s.send(ctx, q.node, calls)
+			c.s.sendMany(ctx, q.node, calls)
 			c.observe(ctx, len(calls))
 			cancel()
 			for _, r := range live {

@@ -55,6 +55,9 @@ func NewClusterBackend(opts Options) (*ClusterBackend, error) {
 	}
 	b.s = &sender{client: b.client}
 	b.s.reload.cc, _ = b.client.(*redis.ClusterClient)
+	if cfg.noBatch {
+		b.s.batch.Store(batchOff)
+	}
 	if cfg.coalesce {
 		b.co = newCoalescer(b.s, cfg.maxQueue, cfg.maxBatch, cfg.flushers, cfg.flushTimeout, cfg.batchObs)
 	}
@@ -99,7 +102,7 @@ func (b *ClusterBackend) CountHitInc(ctx context.Context, key BucketKey, now int
 		return 0, err
 	}
 	bucket, index := hitKeys(b.cfg.prefix, key)
-	cl := &call{script: hitScript, keys: []string{bucket, index}, args: []any{now, increment, b.expiryArg}}
+	cl := &call{script: hitScript, keys: []string{bucket, index}, args: []any{now, increment, b.expiryArg}, group: bucket}
 	out := b.run(ctx, cl)
 	if out.err != nil {
 		return 0, b.wrap("count hit", key.ID, out)
@@ -125,7 +128,8 @@ func (b *ClusterBackend) ChargeRules(ctx context.Context, id string, rules []Rul
 	if !charge {
 		op = "peek"
 	}
-	cl := &call{script: ruleScript, keys: ruleKeys(b.cfg.prefix, id, rules), args: ruleArgs(now, cost, charge, rules)}
+	keys, set := ruleKeySet(b.cfg.prefix, id, rules)
+	cl := &call{script: ruleScript, keys: keys, args: ruleArgs(now, cost, charge, rules), group: set}
 	out := b.run(ctx, cl)
 	if out.err != nil {
 		out.ran = out.ran && charge // a peek changes nothing

@@ -696,7 +696,9 @@ func TestExactNoScriptBatch(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: e.m.Addr(), Dialer: e.p.Dial, ReadTimeout: patientReadTimeout})
 	client.AddHook(trips)
 	t.Cleanup(func() { client.Close() })
-	b := e.backend(t, Options{Client: client}, func(o *Options) { o.CoalesceFlushers = 1 })
+	// The pipeline of single calls, as where batch scripts are not taken
+	// (miniredis); TestBatchNoScript covers batch scripts.
+	b := e.backend(t, Options{Client: client, NoBatchScript: true}, func(o *Options) { o.CoalesceFlushers = 1 })
 	ctx := context.Background()
 	key := BucketKey{Bucket: 1, ID: "noscript"}
 	wire := e.p.Count(e.marker(key))

@@ -84,6 +84,19 @@ func (l *loaded) finishClean(t *testing.T, during string) {
 	n, sample := l.errorsOn(l.ids)
 	assert.Zero(t, n, "errors %s: %s", during, sample)
 	l.checkExactCounts(t)
+	l.checkBatches(t)
+}
+
+// checkBatches checks that a coalescing backend on a real cluster sent
+// batch scripts, and logs how many calls of their units did not run there
+// and went on the ordinary path.
+func (l *load) checkBatches(t *testing.T) {
+	t.Helper()
+	if l.b.co == nil {
+		return
+	}
+	t.Logf("batch scripts sent: %d; calls not run in a batch, sent again alone: %d", l.b.s.batchesSent.Load(), l.b.s.unitsResent.Load())
+	assert.Positive(t, l.b.s.batchesSent.Load(), "batch scripts sent")
 }
 
 // waitFor polls cond until it holds or the bound passes, and returns how

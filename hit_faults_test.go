@@ -153,6 +153,7 @@ func (hl *hitLoad) finish(t *testing.T, during string) {
 		t.Errorf("%d calls failed %s, not for lack of time; the latest: %v", hl.failed.Load(), during, *err)
 	}
 	hl.checkExact(t)
+	hl.checkBatches(t)
 }
 
 func TestHitFaultScriptFlush(t *testing.T) {

@@ -96,6 +96,13 @@ type Options struct {
 	// BatchObserver, when set, receives the size of every pipeline of
 	// coalesced hits. The default value is nil.
 	BatchObserver BatchObserver
+
+	// NoBatchScript turns off batch scripts: the coalesced hits of one
+	// flush then go as a pipeline of script calls, one per hit, rather
+	// than as one script call that runs them all (and merges the hits of
+	// one key). The default value is false: batch scripts are used where
+	// the server takes them (Redis 7 and later; found out once).
+	NoBatchScript bool
 }
 
 // CoalesceMode says whether hits are coalesced into pipelines.
@@ -132,6 +139,7 @@ type config struct {
 	maxIDBytes int
 
 	coalesce     bool
+	noBatch      bool
 	maxBatch     int
 	maxQueue     int
 	flushers     int
@@ -168,6 +176,7 @@ func (opts *Options) validate() (config, error) {
 		return c, fmt.Errorf("%w: unknown Coalesce mode %d", ErrInvalidOptions, opts.Coalesce)
 	}
 	c.coalesce = mode == CoalesceOn
+	c.noBatch = opts.NoBatchScript
 	var err error
 	if c.maxBatch, err = positive("CoalesceMaxBatch", opts.CoalesceMaxBatch, defaultCoalesceMaxBatch); err != nil {
 		return c, err

@@ -5,28 +5,27 @@ import (
 	"strings"
 )
 
-// ruleSource is the script that charges one call against all of its rules,
-// atomically, in one round trip. It does the model's arithmetic (model.go)
-// step for step, in Lua doubles, which are exact for every value it meets
-// (see Rule.Validate); floor and ceil divisions go through math.fmod, which
-// is exact, and numbers are written with '%.0f', never tostring.
+// ruleLua defines rule_calls(index, keys, params, calls), which charges
+// calls, a list of {now, cost, charge}, one after another, against the
+// rules whose state keys are keys and whose parameters are params (4 per
+// rule: kind "f", "s", "t" or "l"; window or per in ms; limit, burst or
+// capacity; rate, 0 for windows). It returns each call's reply: what the
+// same calls sent one by one would get. It does the model's arithmetic
+// (model.go) step for step, in Lua doubles, which are exact for every value
+// it meets (see Rule.Validate); floor and ceil divisions go through
+// math.fmod, which is exact, and numbers are written with '%.0f', never
+// tostring.
 //
-//	KEYS[1]      the id's index: keyBase(prefix, id) + "i"
-//	KEYS[1+i]    rule i's state: keyBase(prefix, id) + rules[i].suffix()
-//	ARGV[1]      now (unix ms), ARGV[2] cost,
-//	ARGV[3]      "1" to charge (a hit), "0" to peek
-//	ARGV[4i..4i+3], for rule i = 1..n: kind ("f", "s", "t" or "l"),
-//	             window or per in ms, limit (or burst or capacity),
-//	             rate (0 for windows)
+// A call's reply is a flat array of integers: 1 when the call is allowed
+// (0 otherwise), then per rule: allowed (1/0), remaining, resetAfter ms
+// and retryAfter ms. A peek (charge false) replies what the hit would.
 //
-// The reply is a flat array of integers: 1 when the call is allowed (0
-// otherwise), then per rule: allowed (1/0), remaining, resetAfter ms and
-// retryAfter ms. A peek replies what the hit would.
-//
-// It reads every rule's state (a GET each), decides, and only when every
-// rule allows and the call charges does it write: per rule, a SET with PX
-// (the state and its TTL in one write), then index_key with the rule's
-// suffix as the member. A denied call or a peek writes nothing at all.
+// It reads every rule's state (one MGET), decides each call in turn in
+// memory, and writes only when some call was allowed and charged: per
+// rule, once, a SET with PX (the state and its TTL in one write), then
+// index_key with the rule's suffix as the member. Denied calls and peeks
+// write nothing at all. It reads every key it writes (MGET, PTTL) before
+// its first write.
 //
 // A state is a string "t:v" (sliding windows: "t:v:p"), the fields of
 // ruleState: the unix ms of the last update, the count or scaled level,
@@ -34,10 +33,9 @@ import (
 // until the state is back to full (or empty), plus ruleTTLMarginMs, at
 // most ruleMaxTTLMs.
 //
-// The key base is KEYS[1] less its last byte (the index suffix "i"), and a
-// rule's member in the index is its key less the base.
-const ruleSource = indexLua + `
-local MAX = 9007199254740992
+// The key base is the index key less its last byte (the index suffix
+// "i"), and a rule's member in the index is its key less the base.
+const ruleLua = `
 local MARGIN = 1000 -- ruleTTLMarginMs
 local MAXTTL = 4398046511104 -- ruleMaxTTLMs
 local function divmod(a, b)
@@ -59,38 +57,13 @@ local function rel(d, x)
   if y > MAX then y = MAX end
   return y
 end
-local function f(x)
-  return string.format('%.0f', x)
-end
 
-local now = tonumber(ARGV[1])
-local cost = tonumber(ARGV[2])
-local charge = ARGV[3] == '1'
-local n = #KEYS - 1
-if n < 1 or #ARGV ~= 3 + 4 * n then
-  return redis.error_reply('ERR wrong number of keys or arguments')
-end
-
-local evs = {}
-local all = true
-for i = 1, n do
-  local kind = ARGV[4 * i]
-  local per = tonumber(ARGV[4 * i + 1])
-  local lim = tonumber(ARGV[4 * i + 2])
-  local rate = tonumber(ARGV[4 * i + 3])
-  local raw = redis.call('GET', KEYS[i + 1])
-  local set, t, v, p = false, 0, 0, 0
-  if raw then
-    local a, b, c = string.match(raw, '^(%-?%d+):(%-?%d+):?(%-?%d*)$')
-    if not a then
-      return redis.error_reply('ERR bad rule state')
-    end
-    set, t, v, p = true, tonumber(a), tonumber(b), tonumber(c) or 0
-  end
+local function decide(kind, per, lim, rate, st, now, cost)
+  local set, t, v, p = st[1], st[2], st[3], st[4]
   local e = now
   if set and t > now then e = t end
   local d = e - now
-  local ev = {created = not set, e = e, rem = 0, reset = 0, retry = 0}
+  local ev = {e = e, rem = 0, reset = 0, retry = 0}
   if kind == 'f' then
     local w = per
     local b = dfloor(e, w)
@@ -182,45 +155,116 @@ for i = 1, n do
       ev.retry = rel(d, dceil(need - (caps - lv), rate))
     end
   else
-    return redis.error_reply('ERR unknown rule kind')
+    error({err = 'ERR unknown rule kind'})
   end
-  if not ev.ok then all = false end
-  evs[i] = ev
+  return ev
 end
 
-if all and charge then
-  local base = string.sub(KEYS[1], 1, #KEYS[1] - 1)
+local function rule_calls(idx, keys, params, calls)
+  local n = #keys
+  local sts, created = {}, {}
+  local raws = redis.call('MGET', unpack(keys))
   for i = 1, n do
-    local ev = evs[i]
-    local val = f(ev.e) .. ':' .. f(ev.v)
-    if ev.p then val = val .. ':' .. f(ev.p) end
-    local ttl = ev.resetA + MARGIN
-    if ttl > MAXTTL then ttl = MAXTTL end
-    redis.call('SET', KEYS[i + 1], val, 'PX', f(ttl))
-    index_key(KEYS[1], base, string.sub(KEYS[i + 1], #base + 1), ttl, ev.created)
+    local raw = raws[i]
+    if raw then
+      local a, b, c = string.match(raw, '^(%-?%d+):(%-?%d+):?(%-?%d*)$')
+      if not a then
+        error({err = 'ERR bad rule state'})
+      end
+      sts[i] = {true, tonumber(a), tonumber(b), tonumber(c) or 0}
+    else
+      sts[i] = {false, 0, 0, 0}
+    end
+    created[i] = not raw
   end
+  local res, ttls = {}, nil
+  for j = 1, #calls do
+    local now, cost, charge = calls[j][1], calls[j][2], calls[j][3]
+    local evs, all = {}, true
+    for i = 1, n do
+      local k = 4 * i - 3
+      local ev = decide(params[k], params[k + 1], params[k + 2], params[k + 3], sts[i], now, cost)
+      if not ev.ok then all = false end
+      evs[i] = ev
+    end
+    local out = {all and 1 or 0}
+    for i = 1, n do
+      local ev = evs[i]
+      local k = 4 * i - 2
+      if all then
+        out[k], out[k + 1], out[k + 2], out[k + 3] = 1, ev.remA, ev.resetA, 0
+      else
+        out[k], out[k + 1], out[k + 2], out[k + 3] = ev.ok and 1 or 0, ev.rem, ev.reset, ev.retry
+      end
+    end
+    res[j] = out
+    if all and charge then
+      ttls = {}
+      for i = 1, n do
+        local ev = evs[i]
+        sts[i] = {true, ev.e, ev.v, ev.p or 0}
+        ttls[i] = math.min(ev.resetA + MARGIN, MAXTTL)
+      end
+    end
+  end
+  if ttls then
+    local pttl = redis.call('PTTL', idx)
+    ST.w = true
+    local base = string.sub(idx, 1, #idx - 1)
+    for i = 1, n do
+      local st = sts[i]
+      local val = f(st[2]) .. ':' .. f(st[3])
+      if params[4 * i - 3] == 's' then val = val .. ':' .. f(st[4]) end
+      redis.call('SET', keys[i], val, 'PX', f(ttls[i]))
+      pttl = index_key(idx, base, string.sub(keys[i], #base + 1), ttls[i], created[i], pttl)
+    end
+  end
+  return res
 end
+`
 
-local out = {all and 1 or 0}
-for i = 1, n do
-  local ev = evs[i]
-  local k = 4 * i - 2
-  if all then
-    out[k], out[k + 1], out[k + 2], out[k + 3] = 1, ev.remA, ev.resetA, 0
-  else
-    out[k], out[k + 1], out[k + 2], out[k + 3] = ev.ok and 1 or 0, ev.rem, ev.reset, ev.retry
-  end
+// ruleSource is the script that charges one call against all of its
+// rules, atomically, in one round trip (see ruleLua).
+//
+//	KEYS[1]      the id's index: keyBase(prefix, id) + "i"
+//	KEYS[1+i]    rule i's state: keyBase(prefix, id) + rules[i].suffix()
+//	ARGV[1]      now (unix ms), ARGV[2] cost,
+//	ARGV[3]      "1" to charge (a hit), "0" to peek
+//	ARGV[4i..4i+3], for rule i = 1..n: kind, window or per in ms, limit
+//	             (or burst or capacity), rate (0 for windows)
+//
+// The reply is the call's reply of rule_calls.
+const ruleSource = preludeLua + indexLua + ruleLua + `
+local n = #KEYS - 1
+if n < 1 or #ARGV ~= 3 + 4 * n then
+  return redis.error_reply('ERR wrong number of keys or arguments')
 end
-return out
+local keys, params = {}, {}
+for i = 1, n do
+  keys[i] = KEYS[i + 1]
+  params[4 * i - 3] = ARGV[4 * i]
+  params[4 * i - 2] = tonumber(ARGV[4 * i + 1])
+  params[4 * i - 1] = tonumber(ARGV[4 * i + 2])
+  params[4 * i] = tonumber(ARGV[4 * i + 3])
+end
+local ok, r = pcall(rule_calls, KEYS[1], keys, params, {{tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'}})
+if not ok then return redis.error_reply(errmsg(r)) end
+return r[1]
 `
 
 // ruleScript is ruleSource and its SHA1.
 var ruleScript = newScript(ruleSource)
 
 // ruleKeys returns the keys of a call of id over rules, in the order of
-// ruleSource's KEYS: the index first, then each rule's state. All of them
-// are cut from one string.
+// ruleSource's KEYS: the index first, then each rule's state.
 func ruleKeys(prefix, id string, rules []Rule) []string {
+	keys, _ := ruleKeySet(prefix, id, rules)
+	return keys
+}
+
+// ruleKeySet returns ruleKeys, and the string they are all cut from: the
+// keys one after another, which names the key set.
+func ruleKeySet(prefix, id string, rules []Rule) ([]string, string) {
 	e := escapeID(id)
 	n := len(prefix) + len(e) + 3 // length of the base
 	var buf [80]byte
@@ -251,7 +295,7 @@ func ruleKeys(prefix, id string, rules []Rule) []string {
 		keys[i] = s[start:end]
 		start = end
 	}
-	return keys
+	return keys, s
 }
 
 // ruleArgs returns the ARGV of ruleSource for a call at now (unix ms) of

@@ -316,7 +316,7 @@ func TestRuleScriptDifferential(t *testing.T) {
 func TestRuleScriptSource(t *testing.T) {
 	sum := sha1.Sum([]byte(ruleSource))
 	assert.Equal(t, hex.EncodeToString(sum[:]), ruleScript.sha)
-	assert.True(t, strings.HasPrefix(ruleSource, indexLua))
+	assert.True(t, strings.HasPrefix(ruleSource, preludeLua+indexLua))
 	assert.Contains(t, ruleSource, fmt.Sprintf("local MARGIN = %d -- ruleTTLMarginMs\n", ruleTTLMarginMs))
 	assert.Contains(t, ruleSource, fmt.Sprintf("local MAXTTL = %d -- ruleMaxTTLMs\n", ruleMaxTTLMs))
 }

@@ -20,11 +20,29 @@ const (
 	fieldUpdated = "updated"
 )
 
+// preludeLua opens every script: shared constants and helpers, and ST,
+// the state of the running unit of work: ST.w is set just before its first
+// write, so that a batch (see batchSource) can tell a unit that failed
+// before writing anything from one that may have written.
+const preludeLua = `
+local MAX = 9007199254740992
+local ST = {w = false}
+local function f(x)
+  return string.format('%.0f', x)
+end
+local function errmsg(e)
+  if type(e) == 'table' and e.err then return e.err end
+  return tostring(e)
+end
+`
+
 // indexLua defines index_key, which every script that writes a key of an id
 // calls after writing it, as index_key(index key, key base, member, ttl
-// ms, created). The id's index (a sorted set) lists every key of
-// the id by its suffix after the key base, so that DeleteBuckets never
-// scans; two rules keep it exact whatever the callers' clocks say:
+// ms, created, pttl), where pttl is the index's PTTL as read before the
+// script's first write; it returns the index's PTTL after the call. The
+// id's index (a sorted set) lists every key of the id by its suffix after
+// the key base, so that DeleteBuckets never scans; two rules keep it exact
+// whatever the callers' clocks say:
 //
 //   - The index outlives every key it lists: after a key is given a TTL of
 //     ttl ms, the index's TTL is raised to 2*ttl whenever it is below ttl
@@ -37,7 +55,7 @@ const (
 //     that is not on this node cannot be read; its entry is then left alone
 //     (pcall).
 const indexLua = `
-local function index_key(idx, base, member, ttl, created)
+local function index_key(idx, base, member, ttl, created, pttl)
   if created then
     local t = redis.call('TIME')
     local us = t[1] * 1000000 + t[2]
@@ -53,13 +71,59 @@ local function index_key(idx, base, member, ttl, created)
       end
     end
   end
-  if redis.call('PTTL', idx) < ttl then
+  if pttl < ttl then
     if not created then
       local t = redis.call('TIME')
       redis.call('ZADD', idx, 'NX', t[1] * 1000000 + t[2], member)
     end
     redis.call('PEXPIRE', idx, 2 * ttl)
+    pttl = 2 * ttl
   end
+  return pttl
+end
+`
+
+// fixedLua defines fixed_hits(bucket, index, ttl, hits), which counts
+// hits, a list of {now, increment}, one after another, in the bucket hash,
+// and returns each hit's count after it: the counts of the same hits sent
+// one by one. A hit that would pass 2^53 gets {err = ...} and counts
+// nothing, as it would alone. The bucket is written once, whatever the
+// number of hits: HSET count and updated (the last hit's now), and
+// created (the first hit's) when the bucket is new, then PEXPIRE; the
+// index is looked at (PTTL) and written only when needed.
+//
+// It reads every key it writes (HGET, PTTL) before its first write: where
+// a key is not served by this node (a slot moved or being migrated), it
+// fails before writing anything.
+const fixedLua = `
+local function fixed_hits(bucket, idx, ttl, hits)
+  local n = redis.call('HGET', bucket, 'count')
+  local pttl = redis.call('PTTL', idx)
+  local created = not n
+  n = tonumber(n) or 0
+  local res, first, last = {}, nil, nil
+  for j = 1, #hits do
+    local h = hits[j]
+    if n > MAX - h[2] then
+      res[j] = {err = 'ERR count would pass 2^53'}
+    else
+      n = n + h[2]
+      res[j] = n
+      first = first or h[1]
+      last = h[1]
+    end
+  end
+  if not last then return res end
+  ST.w = true
+  if created then
+    redis.call('HSET', bucket, 'count', f(n), 'created', first, 'updated', last)
+  else
+    redis.call('HSET', bucket, 'count', f(n), 'updated', last)
+  end
+  redis.call('PEXPIRE', bucket, ttl)
+  local member = string.match(string.sub(bucket, -21), ':(-?%d+)$')
+  index_key(idx, string.sub(bucket, 1, #bucket - #member), member, ttl, created, pttl)
+  return res
 end
 `
 
@@ -69,34 +133,20 @@ end
 //	KEYS[1] bucket hash, KEYS[2] index of the id's buckets
 //	ARGV[1] now (unix ms), ARGV[2] increment, ARGV[3] bucket TTL (ms)
 //
-// An existing bucket costs a read and two writes: HGET count, HSET count
-// and updated, PEXPIRE, plus the index's PTTL. (Writes are what replicas
+// An existing bucket costs two reads and two writes: HGET count, the
+// index's PTTL, HSET count and updated, PEXPIRE. (Writes are what replicas
 // replay, so the script adds in Lua rather than with HINCRBY plus an HSET.)
 // Counts are exact up to 2^53, as Lua numbers are doubles: a hit that would
 // pass it fails, and writes nothing. Only the first hit of a bucket writes
 // created and adds the bucket to the index. The bucket's number is the
 // key's last ":" field, at most 20 bytes, so the match looks at the key's
 // last 21 bytes only; the key base is what precedes it.
-const hitSource = indexLua + `
-local n = redis.call('HGET', KEYS[1], 'count')
-local inc = tonumber(ARGV[2])
-local ttl = tonumber(ARGV[3])
-local created = not n
-if n then
-  n = tonumber(n)
-  if n > 9007199254740992 - inc then
-    return redis.error_reply('ERR count would pass 2^53')
-  end
-  n = n + inc
-  redis.call('HSET', KEYS[1], 'count', string.format('%.0f', n), 'updated', ARGV[1])
-else
-  n = inc
-  redis.call('HSET', KEYS[1], 'count', ARGV[2], 'created', ARGV[1], 'updated', ARGV[1])
-end
-redis.call('PEXPIRE', KEYS[1], ttl)
-local member = string.match(string.sub(KEYS[1], -21), ':(-?%d+)$')
-index_key(KEYS[2], string.sub(KEYS[1], 1, #KEYS[1] - #member), member, ttl, created)
-return n
+const hitSource = preludeLua + indexLua + fixedLua + `
+local ok, r = pcall(fixed_hits, KEYS[1], KEYS[2], tonumber(ARGV[3]), {{ARGV[1], tonumber(ARGV[2])}})
+if not ok then return redis.error_reply(errmsg(r)) end
+r = r[1]
+if type(r) == 'table' then return redis.error_reply(r.err) end
+return r
 `
 
 // hitScript is hitSource and its SHA1.

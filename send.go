@@ -34,6 +34,11 @@ type call struct {
 	ran bool
 
 	eval bool // send the whole script (EVAL): the node lacked it
+
+	// group names the call's key set, for a hit's or a rule call's script:
+	// calls of one batch with the same group can be merged (see sendMany).
+	// "" for other calls.
+	group string
 }
 
 // noRetry marks a command that go-redis must never send again: it may
@@ -61,6 +66,11 @@ type conn interface {
 type sender struct {
 	client redis.UniversalClient // routes each key to its master
 	reload reloader
+	batch  atomic.Int32 // batchUnknown, batchOn or batchOff (see sendMany)
+
+	// Counts for tests: batch script calls sent, and the calls of their
+	// units that came back not run and went on the ordinary path.
+	batchesSent, unitsResent atomic.Int64
 }
 
 // send sends calls on c, as one pipeline (or one command, for one call),

@@ -1,0 +1,317 @@
+package hammer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Batches: when a flush carries several calls for one master, they are
+// sent as one script call that runs them all (batchSource), rather than
+// one script call each: a master then pays the cost of entering a script
+// once per batch, not once per hit.
+//
+// The batch script declares no keys: it reaches keys of many slots, which
+// Redis 7 allows with the allow-cross-slot-keys flag, as long as this node
+// serves them now. Each unit of the batch reads every key it writes before
+// its first write, inside pcall, so a unit whose keys this node does not
+// serve (a slot moved, or being migrated) fails before writing anything:
+// it comes back "not run", and its calls are sent again on the ordinary
+// path, one script call each with declared keys, where MOVED, ASK and
+// TRYAGAIN are followed. A unit never runs in part.
+//
+// Calls of one batch for the same key (a hot id) are merged into one unit,
+// which applies them one after another in queue order and writes once;
+// each call gets the reply it would have got alone, in that order.
+//
+// Where the script cannot be loaded (Redis before 7, or a server without
+// script flags, such as miniredis), batches are off: calls go as a
+// pipeline of single calls. This is found out once per backend, with a
+// SCRIPT LOAD on the first master that gets a batch.
+
+// batchSource runs units of work, each of one key set, and replies one
+// entry per unit.
+//
+//	ARGV[1]  the bucket TTL (ms), then each unit, one after another:
+//	"h", bucket key, index key, m, then m times: now, increment
+//	"r", index key, n, n state keys, 4n rule parameters, m, then m
+//	     times: now, cost, "1" to charge or "0" to peek
+//
+// A unit's entry is the list of its m replies (a count for "h", a rule
+// reply for "r", or "E<error>" for a call that failed alone), or, when the
+// unit failed, "N<error>" if it failed before its first write (it did not
+// run) or "W<error>" if it may have written.
+const batchSource = "#!lua flags=allow-cross-slot-keys\n" + preludeLua + indexLua + fixedLua + ruleLua + `
+local function entry(ok, r)
+  if not ok then
+    if ST.w then return 'W' .. errmsg(r) end
+    return 'N' .. errmsg(r)
+  end
+  for j = 1, #r do
+    if type(r[j]) == 'table' and r[j].err then r[j] = 'E' .. r[j].err end
+  end
+  return r
+end
+local ttl = tonumber(ARGV[1])
+local out = {}
+local a = 2
+while a <= #ARGV do
+  local kind = ARGV[a]
+  ST.w = false
+  if kind == 'h' then
+    local bucket, idx, m = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
+    a = a + 4
+    local hits = {}
+    for j = 1, m do
+      hits[j] = {ARGV[a], tonumber(ARGV[a + 1])}
+      a = a + 2
+    end
+    out[#out + 1] = entry(pcall(fixed_hits, bucket, idx, ttl, hits))
+  elseif kind == 'r' then
+    local idx, n = ARGV[a + 1], tonumber(ARGV[a + 2])
+    a = a + 3
+    local keys, params = {}, {}
+    for i = 1, n do
+      keys[i] = ARGV[a]
+      a = a + 1
+    end
+    for i = 1, n do
+      params[4 * i - 3] = ARGV[a]
+      params[4 * i - 2] = tonumber(ARGV[a + 1])
+      params[4 * i - 1] = tonumber(ARGV[a + 2])
+      params[4 * i] = tonumber(ARGV[a + 3])
+      a = a + 4
+    end
+    local m = tonumber(ARGV[a])
+    a = a + 1
+    local calls = {}
+    for j = 1, m do
+      calls[j] = {tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2] == '1'}
+      a = a + 3
+    end
+    out[#out + 1] = entry(pcall(rule_calls, idx, keys, params, calls))
+  else
+    return redis.error_reply('ERR bad batch unit')
+  end
+end
+return out
+`
+
+// batchScript is batchSource and its SHA1.
+var batchScript = newScript(batchSource)
+
+// batchUnits is the most units in one batch script call: a script holds
+// its master for its whole run.
+const batchUnits = 64
+
+// Whether batches can be sent, found out once per sender.
+const (
+	batchUnknown int32 = iota
+	batchOn
+	batchOff
+)
+
+// scriptError is an error that one call of a batch got inside the script:
+// an error reply of its own, classified by kindOf as any other.
+type scriptError string
+
+func (e scriptError) Error() string { return string(e) }
+func (scriptError) RedisError()     {}
+
+// unit is the calls of one batch on one key set, in queue order.
+type unit struct {
+	calls []*call
+}
+
+// sendMany sends calls bound for the master node and settles every one:
+// as batches when there are several calls and the master takes batch
+// scripts, as a pipeline of single calls otherwise.
+func (s *sender) sendMany(ctx context.Context, node conn, calls []*call) {
+	if len(calls) < 2 || !s.batching(ctx, node) {
+		s.send(ctx, node, calls)
+		return
+	}
+	units, single := groupUnits(calls)
+	var batches []*call
+	var owners [][]*unit
+	for len(units) > 0 {
+		n := min(len(units), batchUnits)
+		batches = append(batches, &call{script: batchScript, args: s.batchArgs(units[:n])})
+		owners = append(owners, units[:n])
+		units = units[n:]
+	}
+	if err := ctx.Err(); err != nil {
+		for _, us := range owners {
+			settleUnits(us, outcome{err: err})
+		}
+		return
+	}
+	s.batchesSent.Add(int64(len(batches)))
+	s.round(ctx, node, nil, batches)
+	if again := noScriptCalls(batches); len(again) > 0 {
+		// The master lost its script cache: load the batch script, and
+		// send those batches again, in one pipeline.
+		s.round(ctx, node, batchScript, again)
+	}
+	var resend []*call // did not run: the ordinary path
+	for i, b := range batches {
+		resend = s.settleBatch(b, owners[i], resend)
+	}
+	s.unitsResent.Add(int64(len(resend)))
+	resend = append(resend, single...)
+	if len(resend) > 0 {
+		s.send(ctx, s.client, resend)
+	}
+}
+
+// batching tells whether node takes batch scripts, finding out on the
+// first call: a SCRIPT LOAD of the batch script, refused where script
+// flags are unknown. A failure to reach the node leaves it unknown.
+func (s *sender) batching(ctx context.Context, node conn) bool {
+	switch s.batch.Load() {
+	case batchOn:
+		return true
+	case batchOff:
+		return false
+	}
+	err := node.Process(ctx, redis.NewStringCmd(ctx, "script", "load", batchScript.src))
+	var rerr redis.Error
+	switch {
+	case err == nil:
+		s.batch.Store(batchOn)
+		return true
+	case errors.As(err, &rerr):
+		s.batch.Store(batchOff)
+	}
+	return false
+}
+
+// groupUnits merges calls of one group (see call.group) into units, in
+// the order of their first call. Calls of no group are returned apart, to
+// be sent alone. A bucket key never names a rule call's key set, which
+// starts with an index key, so the groups of the two scripts never meet.
+func groupUnits(calls []*call) (units []*unit, single []*call) {
+	byGroup := make(map[string]*unit, len(calls))
+	for _, cl := range calls {
+		if cl.group == "" {
+			single = append(single, cl)
+			continue
+		}
+		if u := byGroup[cl.group]; u != nil {
+			u.calls = append(u.calls, cl)
+			continue
+		}
+		u := &unit{calls: []*call{cl}}
+		byGroup[cl.group] = u
+		units = append(units, u)
+	}
+	return units, single
+}
+
+// batchArgs returns the ARGV of batchSource for units. The calls' own
+// arguments are those of hitSource and ruleSource.
+func (s *sender) batchArgs(units []*unit) []any {
+	args := []any{nil}
+	for _, u := range units {
+		first := u.calls[0]
+		if first.script == hitScript {
+			// hitSource's ARGV: now, increment, ttl.
+			args[0] = first.args[2]
+			args = append(args, "h", first.keys[0], first.keys[1], len(u.calls))
+			for _, cl := range u.calls {
+				args = append(args, cl.args[0], cl.args[1])
+			}
+			continue
+		}
+		// ruleSource's ARGV: now, cost, charge, then 4 per rule.
+		n := len(first.keys) - 1
+		args = append(args, "r", first.keys[0], n)
+		for _, k := range first.keys[1:] {
+			args = append(args, k)
+		}
+		args = append(args, first.args[3:]...)
+		args = append(args, len(u.calls))
+		for _, cl := range u.calls {
+			args = append(args, cl.args[0], cl.args[1], cl.args[2])
+		}
+	}
+	if args[0] == nil {
+		args[0] = "0" // no fixed-window unit: unused
+	}
+	return args
+}
+
+// noScriptCalls returns the batches that got NOSCRIPT.
+func noScriptCalls(batches []*call) []*call {
+	var out []*call
+	for _, b := range batches {
+		if b.err != nil && kindOf(b.err).noScript {
+			b.err = nil
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// settleBatch settles the calls of the units of batch b from its reply,
+// and appends to resend those that did not run.
+func (s *sender) settleBatch(b *call, units []*unit, resend []*call) []*call {
+	if b.err != nil {
+		k := kindOf(b.err)
+		if k.class == ErrUnavailable {
+			s.reload.trigger()
+		}
+		if k.notRun {
+			for _, u := range units {
+				resend = append(resend, u.calls...)
+			}
+			return resend
+		}
+		settleUnits(units, outcome{err: b.err, ran: true})
+		return resend
+	}
+	entries, ok := b.val.([]any)
+	if !ok || len(entries) != len(units) {
+		settleUnits(units, outcome{err: fmt.Errorf("%w: batch reply of type %T", errBadReply, b.val), ran: true})
+		return resend
+	}
+	for i, u := range units {
+		switch e := entries[i].(type) {
+		case string:
+			switch {
+			case strings.HasPrefix(e, "N"):
+				resend = append(resend, u.calls...)
+			default: // "W": it may have written
+				settleUnits(units[i:i+1], outcome{err: scriptError(strings.TrimPrefix(e, "W")), ran: true})
+			}
+		case []any:
+			if len(e) != len(u.calls) {
+				settleUnits(units[i:i+1], outcome{err: fmt.Errorf("%w: %d replies for %d calls", errBadReply, len(e), len(u.calls)), ran: true})
+				continue
+			}
+			for j, cl := range u.calls {
+				if msg, ok := e[j].(string); ok && strings.HasPrefix(msg, "E") {
+					err := scriptError(msg[1:])
+					cl.val, cl.err, cl.ran = nil, err, !kindOf(err).notRun
+					continue
+				}
+				cl.val, cl.err, cl.ran = e[j], nil, false
+			}
+		default:
+			settleUnits(units[i:i+1], outcome{err: fmt.Errorf("%w: batch entry of type %T", errBadReply, e), ran: true})
+		}
+	}
+	return resend
+}
+
+// settleUnits gives every call of units the outcome out.
+func settleUnits(units []*unit, out outcome) {
+	for _, u := range units {
+		for _, cl := range u.calls {
+			cl.val, cl.err, cl.ran = out.val, out.err, out.ran
+		}
+	}
+}

@@ -1,0 +1,287 @@
+package hammer
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// idsOn returns n ids whose keys under prefix live on the master node
+// that owns the first of them, and that node's client.
+func idsOn(t *testing.T, cc *redis.ClusterClient, prefix, name string, n int) (*redis.Client, []string) {
+	t.Helper()
+	ctx := context.Background()
+	var node *redis.Client
+	var ids []string
+	for i := 0; len(ids) < n; i++ {
+		id := fmt.Sprintf("%s-%d", name, i)
+		m, err := cc.MasterForKey(ctx, indexKey(prefix, id))
+		require.NoError(t, err)
+		if node == nil {
+			node = m
+		}
+		if m == node {
+			ids = append(ids, id)
+		}
+	}
+	return node, ids
+}
+
+// hitCall is a CheckRate hit's script call, as CountHitInc makes it.
+func (b *ClusterBackend) hitCall(prefix string, key BucketKey, now, inc int64) *call {
+	bucket, index := hitKeys(prefix, key)
+	return &call{script: hitScript, keys: []string{bucket, index}, args: []any{now, inc, b.expiryArg}, group: bucket}
+}
+
+// ruleCall is a Hit's (or a Peek's) script call, as ChargeRules makes it.
+func ruleCall(prefix, id string, rules []Rule, now, cost int64, charge bool) *call {
+	keys, set := ruleKeySet(prefix, id, rules)
+	return &call{script: ruleScript, keys: keys, args: ruleArgs(now, cost, charge, rules), group: set}
+}
+
+// storedKeys returns every key of id under prefix, by its suffix, with
+// what it holds: a bucket's fields, or a rule's state.
+func storedKeys(t *testing.T, raw *redis.ClusterClient, prefix, id string) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	base := keyBase(prefix, id)
+	members, err := raw.ZRange(ctx, base+indexSuffix, 0, -1).Result()
+	require.NoError(t, err)
+	out := map[string]string{}
+	for _, m := range members {
+		typ, err := raw.Type(ctx, base+m).Result()
+		require.NoError(t, err)
+		switch typ {
+		case "hash":
+			v, err := raw.HMGet(ctx, base+m, fieldCount, fieldCreated, fieldUpdated).Result()
+			require.NoError(t, err)
+			out[m] = fmt.Sprint(v...)
+		case "string":
+			out[m], err = raw.Get(ctx, base+m).Result()
+			require.NoError(t, err)
+		default:
+			out[m] = typ
+		}
+		ttl, err := raw.PTTL(ctx, base+m).Result()
+		require.NoError(t, err)
+		require.Positive(t, ttl, "key %q has a TTL", base+m)
+	}
+	return out
+}
+
+// TestBatchMatchesSequential sends random calls (CheckRate hits of several
+// increments, Hits and Peeks of several rule sets, from callers whose
+// clocks disagree a little) over a few hot ids as batches, and the same
+// calls one by one under another prefix: every reply, and every key
+// stored, must be the same. Calls on one key set in a batch are merged.
+func TestBatchMatchesSequential(t *testing.T) {
+	_, b, raw, prefix := sharedCluster(t, CoalesceOn)
+	ctx := context.Background()
+	seqPrefix := namespace()
+	node, ids := idsOn(t, b.client.(*redis.ClusterClient), prefix, "hot", 4)
+	ruleSets := [][]Rule{
+		{TokenBucket(3, time.Second, 5)},
+		{SlidingWindow(time.Second, 4), FixedWindow(200*time.Millisecond, 2)},
+		{LeakyBucket(7, time.Second, 3), TokenBucket(1, 90*time.Second, 2)},
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	now := hourBase
+	sent, resent := b.s.batchesSent.Load(), b.s.unitsResent.Load()
+	var calls, merged int
+	for round := 0; round < 80; round++ {
+		var batch, seq []*call
+		keys := map[string]bool{}
+		for i := 0; i < 2+rng.IntN(40); i++ {
+			id := ids[rng.IntN(len(ids))]
+			at := now + rng.Int64N(60) - 20
+			if rng.IntN(3) == 0 {
+				key := BucketKey{Bucket: bucketOf(at, 100), ID: id}
+				inc := 1 + rng.Int64N(3)
+				batch = append(batch, b.hitCall(prefix, key, at, inc))
+				seq = append(seq, b.hitCall(seqPrefix, key, at, inc))
+			} else {
+				rules := ruleSets[rng.IntN(len(ruleSets))]
+				cost, charge := 1+rng.Int64N(2), rng.IntN(8) != 0
+				batch = append(batch, ruleCall(prefix, id, rules, at, cost, charge))
+				seq = append(seq, ruleCall(seqPrefix, id, rules, at, cost, charge))
+			}
+			k := batch[len(batch)-1].group
+			if keys[k] {
+				merged++
+			}
+			keys[k] = true
+		}
+		calls += len(batch)
+		b.s.sendMany(ctx, node, batch)
+		for _, cl := range seq {
+			b.s.send(ctx, b.client, []*call{cl})
+		}
+		for i := range batch {
+			require.NoError(t, seq[i].err, "round %d, call %d, one by one", round, i)
+			require.NoError(t, batch[i].err, "round %d, call %d, batched", round, i)
+			require.Equal(t, seq[i].val, batch[i].val, "round %d, call %d (%s)", round, i, batch[i].keys[0])
+		}
+		now += rng.Int64N(300)
+	}
+	t.Logf("%d calls, %d of them merged into a unit of an earlier call; %d batch scripts", calls, merged, b.s.batchesSent.Load()-sent)
+	assert.Greater(t, merged, calls/8, "hot ids: many calls merged")
+	assert.Greater(t, b.s.batchesSent.Load(), sent, "batch scripts sent")
+	assert.Equal(t, resent, b.s.unitsResent.Load(), "every unit ran in its batch")
+	for _, id := range ids {
+		assert.Equal(t, storedKeys(t, raw, seqPrefix, id), storedKeys(t, raw, prefix, id), "keys of %q", id)
+	}
+}
+
+// TestBatchKeysOfOtherMasters sends a batch to one master with calls of
+// ids that live there and of ids that live on the other masters: those
+// fail inside the script before writing anything, come back not run, and
+// are sent again alone. Every call counts once.
+func TestBatchKeysOfOtherMasters(t *testing.T) {
+	c, b, raw, prefix := sharedCluster(t, CoalesceOn)
+	ctx := context.Background()
+	cc := b.client.(*redis.ClusterClient)
+	node, local := idsOn(t, cc, prefix, "local", 5)
+	var foreign []string
+	for i := 0; len(foreign) < 10; i++ {
+		id := fmt.Sprintf("foreign-%d", i)
+		m, err := cc.MasterForKey(ctx, indexKey(prefix, id))
+		require.NoError(t, err)
+		if m != node {
+			foreign = append(foreign, id)
+		}
+	}
+	require.Len(t, c.Masters(t), 3)
+	rules := []Rule{TokenBucket(1, time.Second, 10)}
+	resent := b.s.unitsResent.Load()
+	var calls []*call
+	for i, id := range append(slices.Clone(local), foreign...) {
+		calls = append(calls, b.hitCall(prefix, BucketKey{Bucket: 7, ID: id}, hourBase, int64(i+1)))
+		calls = append(calls, ruleCall(prefix, id, rules, hourBase, 2, true))
+	}
+	b.s.sendMany(ctx, node, calls)
+	for i, cl := range calls {
+		require.NoError(t, cl.err, "call %d", i)
+		if i%2 == 0 {
+			assert.Equal(t, int64(i/2+1), cl.val, "call %d: counted once", i)
+		} else {
+			_, ds, err := parseRuleReply(cl.val, rules)
+			require.NoError(t, err)
+			assert.Equal(t, int64(8), ds[0].Remaining, "call %d: charged once", i)
+		}
+	}
+	assert.Equal(t, int64(2*len(foreign)), b.s.unitsResent.Load()-resent, "the calls of other masters' ids, and only they, were sent again")
+	for i, id := range append(slices.Clone(local), foreign...) {
+		n, err := raw.HGet(ctx, keyBase(prefix, id)+"7", fieldCount).Int64()
+		require.NoError(t, err)
+		assert.Equal(t, int64(i+1), n, "stored count of %q", id)
+	}
+}
+
+// TestBatchNoScript flushes the script caches, then sends a batch: it
+// gets NOSCRIPT, and is sent again with the script loaded. Every call
+// counts once.
+func TestBatchNoScript(t *testing.T) {
+	c, b, _, prefix := sharedCluster(t, CoalesceOn)
+	ctx := context.Background()
+	node, ids := idsOn(t, b.client.(*redis.ClusterClient), prefix, "noscript", 8)
+	for round := int64(1); round <= 2; round++ {
+		c.FlushScripts(t)
+		var calls []*call
+		for _, id := range ids {
+			calls = append(calls, b.hitCall(prefix, BucketKey{Bucket: 1, ID: id}, hourBase, 1))
+		}
+		b.s.sendMany(ctx, node, calls)
+		for i, cl := range calls {
+			require.NoError(t, cl.err, "call %d", i)
+			assert.Equal(t, round, cl.val, "call %d", i)
+		}
+	}
+}
+
+// TestBatchOffWhereNotTaken checks the fallback: miniredis does not take
+// script flags, so batches are found off once, and calls go as a pipeline
+// of single calls, with the replies they would get alone.
+func TestBatchOffWhereNotTaken(t *testing.T) {
+	m := miniredis.RunT(t)
+	b, err := NewClusterBackend(Options{ExpiryMs: 60_000, InitServers: []string{m.Addr()}})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	ctx := context.Background()
+	node, err := b.client.(*redis.ClusterClient).MasterForKey(ctx, "x")
+	require.NoError(t, err)
+	for round := int64(1); round <= 3; round++ {
+		calls := []*call{
+			b.hitCall("", BucketKey{Bucket: 1, ID: "a"}, hourBase, 1),
+			b.hitCall("", BucketKey{Bucket: 1, ID: "a"}, hourBase, 1),
+		}
+		b.s.sendMany(ctx, node, calls)
+		for i, cl := range calls {
+			require.NoError(t, cl.err)
+			assert.Equal(t, 2*round-1+int64(i), cl.val)
+		}
+		assert.Equal(t, batchOff, b.s.batch.Load())
+	}
+	assert.Zero(t, b.s.batchesSent.Load())
+}
+
+// TestSettleBatch checks how each form of a batch reply settles the calls
+// of its units: replies, errors of one call, units not run (sent again),
+// units that may have written, and replies of the wrong form.
+func TestSettleBatch(t *testing.T) {
+	mk := func(n int) *unit {
+		u := &unit{}
+		for i := 0; i < n; i++ {
+			u.calls = append(u.calls, &call{script: hitScript, group: "g"})
+		}
+		return u
+	}
+	s := &sender{}
+	units := []*unit{mk(2), mk(1), mk(1), mk(2), mk(1)}
+	b := &call{val: []any{
+		[]any{int64(4), int64(5)},
+		"NERR Script attempted to access a non local key in a cluster node",
+		"WOOM command not allowed",
+		[]any{"EERR count would pass 2^53", int64(9)},
+		[]any{int64(1), int64(2)}, // two replies for one call
+	}}
+	resend := s.settleBatch(b, units, nil)
+	assert.Equal(t, units[1].calls, resend, "the unit not run is sent again, alone")
+
+	assert.Equal(t, []any{int64(4), int64(5)}, []any{units[0].calls[0].val, units[0].calls[1].val})
+	assert.NoError(t, units[0].calls[0].err)
+
+	w := units[2].calls[0]
+	assert.EqualError(t, w.err, "OOM command not allowed")
+	assert.True(t, w.ran, "a unit that failed after writing may have run")
+
+	e := units[3].calls[0]
+	assert.EqualError(t, e.err, "ERR count would pass 2^53")
+	assert.True(t, e.ran, "an error reply of a call is classified as alone: unknown, so it may have run")
+	assert.Equal(t, int64(9), units[3].calls[1].val)
+
+	assert.ErrorIs(t, units[4].calls[0].err, errBadReply)
+	assert.True(t, units[4].calls[0].ran)
+
+	// A whole batch that did not run is sent again; one that may have run
+	// is settled with its error.
+	units = []*unit{mk(2), mk(1)}
+	resend = s.settleBatch(&call{err: scriptError("READONLY You can't write against a read only replica.")}, units, nil)
+	assert.Len(t, resend, 3)
+	units = []*unit{mk(2)}
+	assert.Empty(t, s.settleBatch(&call{err: context.DeadlineExceeded}, units, nil))
+	for _, cl := range units[0].calls {
+		assert.ErrorIs(t, cl.err, context.DeadlineExceeded)
+		assert.True(t, cl.ran)
+	}
+	units = []*unit{mk(1), mk(1)}
+	assert.Empty(t, s.settleBatch(&call{val: []any{int64(1)}}, units, nil))
+	assert.ErrorIs(t, units[1].calls[0].err, errBadReply)
+}
