@@ -129,7 +129,7 @@ func TestRedisCPU(t *testing.T) {
 		callers = n
 	}
 	c, client := startCluster(t, cfg.replicas)
-	ids, _ := peerIDList()
+	ids, _ := peerIDList(peerIDs)
 	direct := newLimiter(t, client, hammer.CoalesceOff)
 	coalesced := newLimiter(t, client, hammer.CoalesceOn)
 	cases := []contender{
@@ -142,23 +142,15 @@ func TestRedisCPU(t *testing.T) {
 		{"checkrate-coalesced", checkRateCall(coalesced, ids)},
 		{"redis_rate", redisRateCall(redis_rate.NewLimiter(client), ids, peerRRate)},
 	}
-	masters, replicas := c.Masters(t), c.Replicas(t)
+	masters := c.Masters(t)
 	t.Logf("GOMAXPROCS %d, %d masters, %d replicas, %d ids, %d callers, %d rounds of %v per case",
-		runtime.GOMAXPROCS(0), len(masters), len(replicas), peerIDs, callers, cfg.rounds, cfg.duration)
-	warmUp(t, cases, callers, cfg.duration/4)
+		runtime.GOMAXPROCS(0), len(masters), len(c.Replicas(t)), peerIDs, callers, cfg.rounds, cfg.duration)
+	warmUp(t, cases, []workload{uniform}, callers, cfg.duration/4)
 
 	// The nodes' own use while idle (cron, cluster bus), taken off every
 	// case's.
-	idleFor := min(cfg.duration, 2*time.Second)
-	before := readClusterCPU(t, c, masters, replicas)
-	start := time.Now()
-	time.Sleep(idleFor)
-	idle := readClusterCPU(t, c, masters, replicas).sub(before)
-	idleSpan := time.Since(start)
-	idleShare := func(u time.Duration, elapsed time.Duration) time.Duration {
-		return time.Duration(float64(u) * float64(elapsed) / float64(idleSpan))
-	}
-	t.Logf("idle: masters %v, replicas %v of CPU in %v", idle.masters, idle.replicas, idleSpan.Round(time.Millisecond))
+	meter := newCPUMeter(t, c, min(cfg.duration, 2*time.Second))
+	t.Logf("idle: masters %v, replicas %v of CPU in %v", meter.idle.masters, meter.idle.replicas, meter.idleSpan.Round(time.Millisecond))
 
 	best := map[string]cpuSample{}
 	all := map[string][]float64{}
@@ -166,21 +158,10 @@ func TestRedisCPU(t *testing.T) {
 		for k := range cases {
 			ct := cases[(k+round)%len(cases)]
 			resetStats(t, c, masters)
-			u0 := readClusterCPU(t, c, masters, replicas)
-			p0, pok := processCPU()
-			s := cpuSample{sample: measure(ct, callers, cfg.duration)}
-			p1, _ := processCPU()
-			u := readClusterCPU(t, c, masters, replicas).sub(u0)
+			s := meter.measure(t, func() sample { return measure(ct, uniform, callers, cfg.duration) })
 			s.stats = commandStats(t, c, masters)
 			if s.errors > 0 {
 				t.Errorf("round %d, %s: %d errors of %d calls; first: %v", round+1, ct.name, s.errors, s.checks, s.firstErr)
-			}
-			s.redis = clusterCPU{
-				masters:  max(0, u.masters-idleShare(idle.masters, s.elapsed)),
-				replicas: max(0, u.replicas-idleShare(idle.replicas, s.elapsed)),
-			}
-			if pok {
-				s.client = p1 - p0
 			}
 			per := s.perCheck(s.redis.total())
 			all[ct.name] = append(all[ct.name], float64(per))

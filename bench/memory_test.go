@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -133,29 +132,11 @@ func TestMemory(t *testing.T) {
 // prefix+"<n-1>", from 64 goroutines, and fails t on the first error.
 func hitAll(t *testing.T, prefix string, n int, call func(ctx context.Context, id string) error) {
 	t.Helper()
-	var next atomic.Int64
-	var firstErr atomic.Pointer[error]
-	var wg sync.WaitGroup
-	for range 64 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx := context.Background()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return
-				}
-				if err := call(ctx, prefix+strconv.FormatInt(i, 10)); err != nil {
-					firstErr.CompareAndSwap(nil, &err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err := firstErr.Load(); err != nil {
-		t.Fatal(*err)
+	err := callEach(64, n, func(ctx context.Context, i int) error {
+		return call(ctx, prefix+strconv.Itoa(i))
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -3,7 +3,8 @@ package bench
 // TestPeers compares hammer with its peers on one real Redis Cluster, in
 // one run: raw go-redis HINCRBY (the floor), hammer's CheckRate and its Hit
 // with one TokenBucket rule, each direct and coalesced, go-redis/redis_rate
-// v10 and ulule/limiter v3 with its Redis store. It is skipped unless
+// v10 and ulule/limiter v3 with its Redis store, under each workload, with
+// the Redis and client CPU of every check. It is skipped unless
 // HAMMER_PEER_BENCH=1; see README.md.
 
 import (
@@ -18,7 +19,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"text/tabwriter"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -31,17 +31,24 @@ import (
 )
 
 const (
-	peerIDs   = 10000
+	// peerIDs is the number of ids of the uniform workload, and of
+	// TestRedisCPU.
+	peerIDs = 10000
+	// zipfIDs and zipfS are the ids and the exponent of the Zipf workload.
+	zipfIDs   = 100000
+	zipfS     = 1.1
 	peerScale = time.Minute
 	// peerLimit is so high that every contender allows every call.
 	peerLimit = 1 << 40
 	// peerRate is the rate per second, and the burst, of the GCRA-like
-	// pair: redis_rate and hammer's TokenBucket. Far above what one id
-	// gets here (a few calls a second), so every call is allowed, and yet
-	// low enough for redis_rate's arithmetic, in seconds as Lua doubles:
-	// with a rate like peerLimit its 1/rate increment is below the
-	// resolution of the time, and it never writes at all.
-	peerRate = 10000
+	// pair: redis_rate and hammer's TokenBucket. Far above what any id
+	// gets here: under the Zipf workload the hottest id gets 13.5 % of the
+	// calls, so every call is allowed up to 700,000 checks/s. And yet low
+	// enough for redis_rate's arithmetic, in seconds as Lua doubles: its
+	// 1/rate increment, 10 µs, is well above the resolution of the time
+	// (1 µs from TIME); with a rate like peerLimit the increment would be
+	// below it, and redis_rate would never write at all.
+	peerRate = 100000
 )
 
 // peerBucket is the TokenBucket that races redis_rate's peerRRate: the
@@ -59,17 +66,50 @@ type contender struct {
 	call func(ctx context.Context, i int) error
 }
 
+// workload is how the callers of a round pick ids: ids are the indexes 0
+// to ids-1, and pick returns the picker of one caller, which draws from r,
+// that caller's own source.
+type workload struct {
+	name  string
+	ids   int
+	about string
+	pick  func(r *rand.Rand) func() int
+}
+
+// The workloads of TestPeers. uniform is also the one of TestRedisCPU.
+var (
+	uniform = workload{
+		name:  "uniform",
+		ids:   peerIDs,
+		about: "ids drawn uniformly among 10,000",
+		pick: func(r *rand.Rand) func() int {
+			return func() int { return r.IntN(peerIDs) }
+		},
+	}
+	zipf = workload{
+		name:  "zipf",
+		ids:   zipfIDs,
+		about: "ids drawn from a Zipf distribution, s = 1.1, over 100,000 (the hottest gets 13.5 % of the calls, the 100 hottest 58 %)",
+		pick: func(r *rand.Rand) func() int {
+			z := rand.NewZipf(r, zipfS, 1, zipfIDs-1)
+			return func() int { return int(z.Uint64()) }
+		},
+	}
+	workloads = []workload{uniform, zipf}
+)
+
 // peerConfig is read from the environment; the defaults suit `make bench`.
 type peerConfig struct {
-	rounds   int
-	duration time.Duration
-	callers  []int
-	replicas int // per master; testcluster.NoReplicas for none
+	rounds    int
+	duration  time.Duration
+	callers   []int
+	workloads []workload
+	replicas  int // per master; testcluster.NoReplicas for none
 }
 
 func peerConfigFromEnv(t *testing.T) peerConfig {
 	t.Helper()
-	cfg := peerConfig{rounds: 3, duration: 4 * time.Second, callers: []int{1, 64, 256}, replicas: 1}
+	cfg := peerConfig{rounds: 3, duration: 4 * time.Second, callers: []int{1, 64, 256, 1024}, workloads: workloads, replicas: 1}
 	if v := os.Getenv("HAMMER_PEER_REPLICAS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
@@ -104,14 +144,24 @@ func peerConfigFromEnv(t *testing.T) peerConfig {
 			cfg.callers = append(cfg.callers, n)
 		}
 	}
+	if v := os.Getenv("HAMMER_PEER_WORKLOADS"); v != "" {
+		cfg.workloads = nil
+		for _, f := range strings.Split(v, ",") {
+			i := slices.IndexFunc(workloads, func(w workload) bool { return w.name == strings.TrimSpace(f) })
+			if i < 0 || slices.ContainsFunc(cfg.workloads, func(w workload) bool { return w.name == workloads[i].name }) {
+				t.Fatalf("HAMMER_PEER_WORKLOADS=%q: want uniform, zipf or both, comma-separated", v)
+			}
+			cfg.workloads = append(cfg.workloads, workloads[i])
+		}
+	}
 	return cfg
 }
 
-// peerIDList returns the ids the callers pick from, and the raw baseline's
+// peerIDList returns the ids user:0 to user:<n-1>, and the raw baseline's
 // key of each (with a hash tag, like hammer's keys).
-func peerIDList() (ids, rawKeys []string) {
-	ids = make([]string, peerIDs)
-	rawKeys = make([]string, peerIDs)
+func peerIDList(n int) (ids, rawKeys []string) {
+	ids = make([]string, n)
+	rawKeys = make([]string, n)
 	for i := range ids {
 		ids[i] = "user:" + strconv.Itoa(i)
 		rawKeys[i] = "raw:{" + ids[i] + "}"
@@ -168,10 +218,11 @@ func redisRateCall(rr *redis_rate.Limiter, ids []string, limit redis_rate.Limit)
 	}
 }
 
-// contenders returns every contender over client.
-func contenders(t *testing.T, client *redis.ClusterClient) []contender {
+// contenders returns every contender over client, on ids user:0 to
+// user:<ids-1>.
+func contenders(t *testing.T, client *redis.ClusterClient, ids int) []contender {
 	t.Helper()
-	ids, rawKeys := peerIDList()
+	names, rawKeys := peerIDList(ids)
 	direct := newLimiter(t, client, hammer.CoalesceOff)
 	coalesced := newLimiter(t, client, hammer.CoalesceOn)
 
@@ -188,15 +239,15 @@ func contenders(t *testing.T, client *redis.ClusterClient) []contender {
 		{"raw-hincrby", func(ctx context.Context, i int) error {
 			return client.HIncrBy(ctx, rawKeys[i], "count", 1).Err()
 		}},
-		{"hammer-direct", checkRateCall(direct, ids)},
-		{"hammer-coalesced", checkRateCall(coalesced, ids)},
-		{"hammer-hit-tb-direct", hitCall(direct, ids, peerBucket)},
-		{"hammer-hit-tb-coalesced", hitCall(coalesced, ids, peerBucket)},
-		{"redis_rate", redisRateCall(redis_rate.NewLimiter(client), ids, peerRRate)},
+		{"hammer-direct", checkRateCall(direct, names)},
+		{"hammer-coalesced", checkRateCall(coalesced, names)},
+		{"hammer-hit-tb-direct", hitCall(direct, names, peerBucket)},
+		{"hammer-hit-tb-coalesced", hitCall(coalesced, names, peerBucket)},
+		{"redis_rate", redisRateCall(redis_rate.NewLimiter(client), names, peerRRate)},
 		{"ulule", func(ctx context.Context, i int) error {
-			c, err := ul.Get(ctx, ids[i])
+			c, err := ul.Get(ctx, names[i])
 			if err == nil && c.Reached {
-				err = fmt.Errorf("ulule denied %q", ids[i])
+				err = fmt.Errorf("ulule denied %q", names[i])
 			}
 			return err
 		}},
@@ -221,21 +272,75 @@ func startCluster(t *testing.T, replicas int) (*testcluster.Cluster, *redis.Clus
 	return c, client
 }
 
+// warmUpCallers is the number of goroutines that create the keys in
+// warmUp, and warmUpTries the tries of each call there.
+const (
+	warmUpCallers = 16
+	warmUpTries   = 3
+)
+
 // warmUp, not recorded, dials the pools, loads the scripts, and creates
-// every contender's keys (one call per id), then runs each from callers
-// for d, so that measured rounds count into existing keys.
-func warmUp(t *testing.T, cs []contender, callers int, d time.Duration) {
+// every contender's keys (one call per id of the largest workload, which
+// holds the ids of the others; a call that fails is tried again, up to
+// warmUpTries in all, as a loaded machine can make one time out), then
+// runs each contender under each workload from callers for d, so that
+// measured rounds count into existing keys. Errors of these runs are
+// logged: the measured rounds fail the test on theirs.
+func warmUp(t *testing.T, cs []contender, wls []workload, callers int, d time.Duration) {
 	t.Helper()
+	ids := 0
+	for _, wl := range wls {
+		ids = max(ids, wl.ids)
+	}
 	for _, ct := range cs {
-		for i := range peerIDs {
-			if err := ct.call(context.Background(), i); err != nil {
-				t.Fatalf("%s warm-up: %v", ct.name, err)
+		err := callEach(warmUpCallers, ids, func(ctx context.Context, i int) (err error) {
+			for range warmUpTries {
+				if err = ct.call(ctx, i); err == nil {
+					return nil
+				}
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatalf("%s warm-up, %d tries: %v", ct.name, warmUpTries, err)
+		}
+		for _, wl := range wls {
+			if s := measure(ct, wl, callers, d); s.errors > 0 {
+				t.Logf("%s warm-up, %s: %d errors of %d calls; first: %v", ct.name, wl.name, s.errors, s.checks, s.firstErr)
 			}
 		}
-		if s := measure(ct, callers, d); s.errors > 0 {
-			t.Fatalf("%s warm-up: %d errors of %d calls; first: %v", ct.name, s.errors, s.checks, s.firstErr)
-		}
 	}
+}
+
+// callEach calls call once for each index from 0 to n-1, from callers
+// goroutines, and returns the first error; after an error, the
+// goroutines stop.
+func callEach(callers, n int, call func(ctx context.Context, i int) error) error {
+	var next atomic.Int64
+	var firstErr atomic.Pointer[error]
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			for firstErr.Load() == nil {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				if err := call(ctx, int(i)); err != nil {
+					firstErr.CompareAndSwap(nil, &err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := firstErr.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // sample is one measurement: a contender at a caller count for a while.
@@ -251,8 +356,9 @@ func (s sample) perSecond() float64 { return float64(s.checks) / s.elapsed.Secon
 // latencySamples bounds the latencies kept per caller for the quantiles.
 const latencySamples = 1 << 16
 
-// measure runs c from callers goroutines, each on random ids, for d.
-func measure(c contender, callers int, d time.Duration) sample {
+// measure runs c from callers goroutines, each picking ids as wl says,
+// from its own source, for d.
+func measure(c contender, wl workload, callers int, d time.Duration) sample {
 	var stop atomic.Bool
 	timer := time.AfterFunc(d, func() { stop.Store(true) })
 	defer timer.Stop()
@@ -269,10 +375,10 @@ func measure(c contender, callers int, d time.Duration) sample {
 		wg.Add(1)
 		go func(st *state, seed uint64) {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(seed, uint64(start.UnixNano())))
+			pick := wl.pick(rand.New(rand.NewPCG(seed, uint64(start.UnixNano()))))
 			st.lat = make([]time.Duration, 0, 1024)
 			for !stop.Load() {
-				i := rng.IntN(peerIDs)
+				i := pick()
 				t0 := time.Now()
 				err := c.call(ctx, i)
 				if len(st.lat) < latencySamples {
@@ -312,162 +418,55 @@ func TestPeers(t *testing.T) {
 		t.Skip("set HAMMER_PEER_BENCH=1 to compare hammer with its peers on a real cluster (minutes; see README.md)")
 	}
 	cfg := peerConfigFromEnv(t)
-	_, client := startCluster(t, cfg.replicas)
-	cs := contenders(t, client)
+	c, client := startCluster(t, cfg.replicas)
+	// The nodes' idle use is measured before any key exists, so that no
+	// expiry is counted as idle.
+	meter := newCPUMeter(t, c, min(cfg.duration, 2*time.Second))
+	ids := 0
+	for _, wl := range cfg.workloads {
+		ids = max(ids, wl.ids)
+	}
+	cs := contenders(t, client, ids)
 
-	t.Logf("GOMAXPROCS %d, %d ids, callers %v, %d rounds of %v per contender and caller count, go-redis pool %d per node (its default)",
-		runtime.GOMAXPROCS(0), peerIDs, cfg.callers, cfg.rounds, cfg.duration, 5*runtime.GOMAXPROCS(0))
+	t.Logf("GOMAXPROCS %d, %d masters, %d replicas, workloads %s, callers %v, %d rounds of %v per workload, contender and caller count, go-redis pool %d per node (its default)",
+		runtime.GOMAXPROCS(0), len(meter.masters), len(meter.replicas), workloadNames(cfg.workloads), cfg.callers, cfg.rounds, cfg.duration, 5*runtime.GOMAXPROCS(0))
+	t.Logf("idle: masters %v, replicas %v of CPU in %v", meter.idle.masters, meter.idle.replicas, meter.idleSpan.Round(time.Millisecond))
 
-	warmUp(t, cs, slices.Max(cfg.callers), cfg.duration/4)
+	warmUp(t, cs, cfg.workloads, slices.Max(cfg.callers), cfg.duration/4)
 
-	// best[contender][callers] is the best round; all keeps every round.
-	best := map[string]map[int]sample{}
-	all := map[string]map[int][]float64{}
-	for _, ct := range cs {
-		best[ct.name] = map[int]sample{}
-		all[ct.name] = map[int][]float64{}
+	results := map[string]peerResults{}
+	for _, wl := range cfg.workloads {
+		results[wl.name] = peerResults{}
 	}
 	for round := range cfg.rounds {
-		for _, callers := range cfg.callers {
-			// Rotate the order every round, so that no contender always
-			// follows the same one.
-			for k := range cs {
-				ct := cs[(k+round)%len(cs)]
-				s := measure(ct, callers, cfg.duration)
-				if s.errors > 0 {
-					t.Errorf("round %d, %s, %d callers: %d errors of %d calls; first: %v", round+1, ct.name, callers, s.errors, s.checks, s.firstErr)
+		for _, wl := range cfg.workloads {
+			for _, callers := range cfg.callers {
+				// Rotate the order every round, so that no contender always
+				// follows the same one.
+				for k := range cs {
+					ct := cs[(k+round)%len(cs)]
+					s := meter.measure(t, func() sample { return measure(ct, wl, callers, cfg.duration) })
+					if s.errors > 0 {
+						t.Errorf("round %d, %s, %s, %d callers: %d errors of %d calls; first: %v", round+1, wl.name, ct.name, callers, s.errors, s.checks, s.firstErr)
+					}
+					results[wl.name].add(ct.name, callers, s)
+					t.Logf("round %d  %-7s %-23s %4d callers  %9.0f checks/s  p50 %v  p99 %v  Redis %6.2fµs/check  client %6.2fµs/check  errors %d",
+						round+1, wl.name, ct.name, callers, s.perSecond(), s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond),
+						us(s.perCheck(s.redis.total())), us(s.perCheck(s.client)), s.errors)
 				}
-				all[ct.name][callers] = append(all[ct.name][callers], s.perSecond())
-				if b, ok := best[ct.name][callers]; !ok || s.perSecond() > b.perSecond() {
-					best[ct.name][callers] = s
-				}
-				t.Logf("round %d  %-23s %4d callers  %9.0f checks/s  p50 %v  p99 %v  errors %d",
-					round+1, ct.name, callers, s.perSecond(), s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond), s.errors)
 			}
 		}
 	}
 	var out strings.Builder
-	report(&out, cs, cfg, best, all)
+	report(&out, cs, cfg, results)
 	fmt.Println(out.String()) // on stdout, so that it shows without -v too
 }
 
-// report writes the best-of-rounds table and the ratios.
-func report(w *strings.Builder, cs []contender, cfg peerConfig, best map[string]map[int]sample, all map[string]map[int][]float64) {
-	fmt.Fprintf(w, "Best of %d rounds of %v, checks/s (p50 latency); spread = (max-min)/max over the rounds\n\n", cfg.rounds, cfg.duration)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "contender\t")
-	for _, n := range cfg.callers {
-		fmt.Fprintf(tw, "%d callers\tspread\t", n)
+// workloadNames returns the names of wls, comma-separated.
+func workloadNames(wls []workload) string {
+	var names []string
+	for _, wl := range wls {
+		names = append(names, wl.name)
 	}
-	fmt.Fprintln(tw)
-	for _, ct := range cs {
-		fmt.Fprintf(tw, "%s\t", ct.name)
-		for _, n := range cfg.callers {
-			s := best[ct.name][n]
-			rs := all[ct.name][n]
-			spread := (slices.Max(rs) - slices.Min(rs)) / slices.Max(rs)
-			fmt.Fprintf(tw, "%.0f (%v)\t%.0f%%\t", s.perSecond(), s.p50.Round(time.Microsecond), 100*spread)
-		}
-		fmt.Fprintln(tw)
-	}
-	_ = tw.Flush()
-
-	ratio := func(a, b string, n int) string {
-		x, y := best[a][n].perSecond(), best[b][n].perSecond()
-		if y == 0 {
-			return "-"
-		}
-		return fmt.Sprintf("%.2f", x/y)
-	}
-	fmt.Fprintf(w, "\nRatios of best throughput\n\n")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "ratio\t")
-	for _, n := range cfg.callers {
-		fmt.Fprintf(tw, "%d callers\t", n)
-	}
-	fmt.Fprintln(tw)
-	pairs := [][2]string{
-		{"hammer-hit-tb-direct", "redis_rate"},
-		{"hammer-hit-tb-coalesced", "redis_rate"},
-		{"hammer-direct", "redis_rate"},
-		{"hammer-coalesced", "redis_rate"},
-		{"hammer-direct", "ulule"},
-		{"hammer-coalesced", "ulule"},
-	}
-	for _, ct := range cs[1:] {
-		pairs = append(pairs, [2]string{ct.name, "raw-hincrby"})
-	}
-	for _, p := range pairs {
-		fmt.Fprintf(tw, "%s / %s\t", p[0], p[1])
-		for _, n := range cfg.callers {
-			fmt.Fprintf(tw, "%s\t", ratio(p[0], p[1], n))
-		}
-		fmt.Fprintln(tw)
-	}
-	_ = tw.Flush()
-
-	if slices.Contains(cfg.callers, 1) {
-		d, co := best["hammer-direct"][1], best["hammer-coalesced"][1]
-		fmt.Fprintf(w, "\nOne caller, p50 latency of the best round: hammer-direct %v, hammer-coalesced %v (%.2fx), raw HINCRBY %v\n",
-			d.p50.Round(time.Microsecond), co.p50.Round(time.Microsecond),
-			float64(co.p50)/float64(max(d.p50, 1)), best["raw-hincrby"][1].p50.Round(time.Microsecond))
-	}
-
-	// The goals of Hit with one TokenBucket against redis_rate, both
-	// GCRA-like, with the same rate, period and burst.
-	// The median of the rounds' own ratios is the steadier figure on a
-	// shared machine (both contenders of a round ran one after the other),
-	// and the one that says whether a goal is met.
-	fmt.Fprintf(w, "\nGoals, Hit with one TokenBucket / redis_rate: ratio of the best rounds, and median of the %d rounds' ratios\n\n", cfg.rounds)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprint(tw, "callers\tgoal\tcoalesced best\tmedian\tdirect best\tmedian\tmet\t\n")
-	for _, g := range hitGoals {
-		if !slices.Contains(cfg.callers, g.callers) {
-			continue
-		}
-		rr := best["redis_rate"][g.callers].perSecond()
-		if rr == 0 {
-			continue
-		}
-		co := best["hammer-hit-tb-coalesced"][g.callers].perSecond() / rr
-		di := best["hammer-hit-tb-direct"][g.callers].perSecond() / rr
-		com := medianRatio(all["hammer-hit-tb-coalesced"][g.callers], all["redis_rate"][g.callers])
-		dim := medianRatio(all["hammer-hit-tb-direct"][g.callers], all["redis_rate"][g.callers])
-		met := "no"
-		if max(com, dim) >= g.ratio {
-			met = "yes"
-		}
-		fmt.Fprintf(tw, "%d\t>= %.1fx\t%.2fx\t%.2fx\t%.2fx\t%.2fx\t%s\t\n", g.callers, g.ratio, co, com, di, dim, met)
-	}
-	_ = tw.Flush()
+	return strings.Join(names, ",")
 }
-
-// medianRatio returns the median of a[i]/b[i].
-func medianRatio(a, b []float64) float64 {
-	var rs []float64
-	for i := range min(len(a), len(b)) {
-		if b[i] > 0 {
-			rs = append(rs, a[i]/b[i])
-		}
-	}
-	return median(rs)
-}
-
-// median returns the median of xs, 0 for none.
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	xs = slices.Sorted(slices.Values(xs))
-	if len(xs)%2 == 1 {
-		return xs[len(xs)/2]
-	}
-	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
-}
-
-// hitGoals are the throughput goals of Hit with one TokenBucket, as
-// ratios to redis_rate in the same run.
-var hitGoals = []struct {
-	callers int
-	ratio   float64
-}{{64, 1.5}, {256, 2.5}}

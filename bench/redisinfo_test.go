@@ -158,3 +158,60 @@ func memoryOf(t *testing.T, c *testcluster.Cluster, nodes []*testcluster.Node) (
 	}
 	return bytes, keys
 }
+
+// cpuMeter reads the CPU that the nodes of a cluster, and this process,
+// use during a round.
+type cpuMeter struct {
+	c                 *testcluster.Cluster
+	masters, replicas []*testcluster.Node
+	idle              clusterCPU    // the nodes' own use while idle (cron, cluster bus)...
+	idleSpan          time.Duration // ...in this time
+}
+
+// newCPUMeter returns a meter of every node of c, after it measured their
+// idle use for d.
+func newCPUMeter(t *testing.T, c *testcluster.Cluster, d time.Duration) *cpuMeter {
+	t.Helper()
+	m := &cpuMeter{c: c, masters: c.Masters(t), replicas: c.Replicas(t)}
+	before := m.read(t)
+	start := time.Now()
+	time.Sleep(d)
+	m.idle = m.read(t).sub(before)
+	m.idleSpan = time.Since(start)
+	return m
+}
+
+// read returns the CPU used so far by the masters and by the replicas.
+func (m *cpuMeter) read(t *testing.T) clusterCPU {
+	t.Helper()
+	return readClusterCPU(t, m.c, m.masters, m.replicas)
+}
+
+// idleShare returns the nodes' idle use over elapsed.
+func (m *cpuMeter) idleShare(elapsed time.Duration) clusterCPU {
+	share := func(u time.Duration) time.Duration {
+		return time.Duration(float64(u) * float64(elapsed) / float64(max(m.idleSpan, 1)))
+	}
+	return clusterCPU{share(m.idle.masters), share(m.idle.replicas)}
+}
+
+// measure calls run and returns its sample with the CPU used meanwhile:
+// by the nodes (read before and after), less their idle use over the
+// same time, and by this process (getrusage; 0 where it cannot be read).
+func (m *cpuMeter) measure(t *testing.T, run func() sample) cpuSample {
+	t.Helper()
+	u0 := m.read(t)
+	p0, pok := processCPU()
+	s := cpuSample{sample: run()}
+	p1, _ := processCPU()
+	u := m.read(t).sub(u0)
+	idle := m.idleShare(s.elapsed)
+	s.redis = clusterCPU{
+		masters:  max(0, u.masters-idle.masters),
+		replicas: max(0, u.replicas-idle.replicas),
+	}
+	if pok {
+		s.client = p1 - p0
+	}
+	return s
+}
