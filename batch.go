@@ -58,41 +58,22 @@ end
 local ttl = tonumber(ARGV[1])
 local out = {}
 local a = 2
-while a <= #ARGV do
+local na = #ARGV
+while a <= na do
   local kind = ARGV[a]
   ST.w = false
   if kind == 'h' then
-    local bucket, idx, m = ARGV[a + 1], ARGV[a + 2], tonumber(ARGV[a + 3])
-    a = a + 4
-    local hits = {}
-    for j = 1, m do
-      hits[j] = {ARGV[a], tonumber(ARGV[a + 1])}
-      a = a + 2
-    end
-    out[#out + 1] = entry(pcall(fixed_hits, bucket, idx, ttl, hits))
+    local m = tonumber(ARGV[a + 3])
+    out[#out + 1] = entry(pcall(fixed_hits, ARGV[a + 1], ARGV[a + 2], ttl, ARGV, a + 4, m))
+    a = a + 4 + 2 * m
   elseif kind == 'r' then
-    local idx, n = ARGV[a + 1], tonumber(ARGV[a + 2])
-    a = a + 3
-    local keys, params = {}, {}
-    for i = 1, n do
-      keys[i] = ARGV[a]
-      a = a + 1
-    end
-    for i = 1, n do
-      params[4 * i - 3] = ARGV[a]
-      params[4 * i - 2] = tonumber(ARGV[a + 1])
-      params[4 * i - 1] = tonumber(ARGV[a + 2])
-      params[4 * i] = tonumber(ARGV[a + 3])
-      a = a + 4
-    end
-    local m = tonumber(ARGV[a])
-    a = a + 1
-    local calls = {}
-    for j = 1, m do
-      calls[j] = {tonumber(ARGV[a]), tonumber(ARGV[a + 1]), ARGV[a + 2] == '1'}
-      a = a + 3
-    end
-    out[#out + 1] = entry(pcall(rule_calls, idx, keys, params, calls))
+    local n = tonumber(ARGV[a + 2])
+    local k0 = a + 2 -- the state keys: ARGV[k0+1..k0+n]
+    local p0 = k0 + n -- the rules' parameters: ARGV[p0+1..p0+4n]
+    local mi = p0 + 4 * n + 1
+    local m = tonumber(ARGV[mi])
+    out[#out + 1] = entry(pcall(rule_calls, ARGV[a + 1], ARGV, k0, n, ARGV, p0, ARGV, mi + 1, m))
+    a = mi + 1 + 3 * m
   else
     return redis.error_reply('ERR bad batch unit')
   end

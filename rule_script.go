@@ -5,15 +5,18 @@ import (
 	"strings"
 )
 
-// ruleLua defines rule_calls(index, keys, params, calls), which charges
-// calls, a list of {now, cost, charge}, one after another, against the
-// rules whose state keys are keys and whose parameters are params (4 per
-// rule: kind "f", "s", "t" or "l"; window or per in ms; limit, burst or
-// capacity; rate, 0 for windows). It returns each call's reply: what the
+// ruleLua defines rule_calls(index, K, k0, n, P, p0, A, a, m), which
+// charges m calls one after another against n rules: rule i's state key
+// is K[k0+i], its parameters P[p0+4i-3..p0+4i] (kind "f", "s", "t" or
+// "l"; window or per in ms; limit, burst or capacity; rate, 0 for
+// windows), and call j (from 0) is A[a+3j..a+3j+2] (now, cost, "1" to
+// charge or "0" to peek). The arguments are read where they lie, in KEYS
+// and ARGV, and the work is done in scratch arrays, so that a call makes
+// one table: its reply. It returns each call's reply: what the
 // same calls sent one by one would get. It does the model's arithmetic
 // (model.go) step for step, in Lua doubles, which are exact for every value
 // it meets (see Rule.Validate); floor and ceil divisions go through
-// math.fmod, which is exact, and numbers are written with '%.0f', never
+// math.fmod, which is exact, and numbers are written with f, never
 // tostring.
 //
 // A call's reply is a flat array of integers: 1 when the call is allowed
@@ -58,25 +61,35 @@ local function rel(d, x)
   return y
 end
 
-local function decide(kind, per, lim, rate, st, now, cost)
-  local set, t, v, p = st[1], st[2], st[3], st[4]
+-- Scratch arrays, by rule, reused by every unit and call of a script:
+-- the state read (set, t, v, p) and whether the key is new; the rule's
+-- parameters; what decide found (ok, remaining, reset, retry as it
+-- stands; remaining and reset after a charge; the state after it); and
+-- the TTL of the state written.
+local SS, STT, STV, STP, CR = {}, {}, {}, {}, {}
+local KIND, PER, LIM, RATE = {}, {}, {}, {}
+local OK, REM, RST, RTY, REMA, RSTA, NE, NV, NP, TTL = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
+
+local function decide(i, now, cost)
+  local kind, per, lim, rate = KIND[i], PER[i], LIM[i], RATE[i]
+  local set, t, v, p = SS[i], STT[i], STV[i], STP[i]
   local e = now
   if set and t > now then e = t end
   local d = e - now
-  local ev = {e = e, rem = 0, reset = 0, retry = 0}
+  NE[i], REM[i], RST[i], RTY[i], NP[i] = e, 0, 0, 0, 0
   if kind == 'f' then
     local w = per
     local b = dfloor(e, w)
     local used = 0
     if set and dfloor(t, w) == b then used = v end
     local toend = rel(d, (b + 1) * w - e)
-    ev.ok = cost <= lim - used
-    ev.rem = math.max(0, lim - used)
-    if used > 0 then ev.reset = toend end
-    if ev.ok then
-      ev.remA, ev.resetA, ev.v = lim - used - cost, toend, used + cost
+    OK[i] = cost <= lim - used
+    REM[i] = math.max(0, lim - used)
+    if used > 0 then RST[i] = toend end
+    if OK[i] then
+      REMA[i], RSTA[i], NV[i] = lim - used - cost, toend, used + cost
     else
-      ev.retry = toend
+      RTY[i] = toend
     end
   elseif kind == 's' then
     local w = per
@@ -92,17 +105,17 @@ local function decide(kind, per, lim, rate, st, now, cost)
       end
     end
     local room = lim * w - prev * (w - el) - cur * w
-    ev.ok = cost * w <= room
-    ev.rem = math.max(0, dfloor(room, w))
+    OK[i] = cost * w <= room
+    REM[i] = math.max(0, dfloor(room, w))
     if cur > 0 then
-      ev.reset = rel(d, (b + 2) * w - e)
+      RST[i] = rel(d, (b + 2) * w - e)
     elseif prev > 0 then
-      ev.reset = rel(d, (b + 1) * w - e)
+      RST[i] = rel(d, (b + 1) * w - e)
     end
-    if ev.ok then
-      ev.remA = math.max(0, dfloor(room - cost * w, w))
-      ev.resetA = rel(d, (b + 2) * w - e)
-      ev.v, ev.p = cur + cost, prev
+    if OK[i] then
+      REMA[i] = math.max(0, dfloor(room - cost * w, w))
+      RSTA[i] = rel(d, (b + 2) * w - e)
+      NV[i], NP[i] = cur + cost, prev
     else
       local y
       if cost <= lim - cur then
@@ -110,7 +123,7 @@ local function decide(kind, per, lim, rate, st, now, cost)
       else
         y = (w - el) + w - dfloor((lim - cost) * w, cur)
       end
-      ev.retry = rel(d, y)
+      RTY[i] = rel(d, y)
     end
   elseif kind == 't' then
     local full = lim * per
@@ -124,14 +137,14 @@ local function decide(kind, per, lim, rate, st, now, cost)
       end
     end
     local need = cost * per
-    ev.ok = need <= s
-    ev.rem = dfloor(s, per)
-    if s < full then ev.reset = rel(d, dceil(full - s, rate)) end
-    if ev.ok then
+    OK[i] = need <= s
+    REM[i] = dfloor(s, per)
+    if s < full then RST[i] = rel(d, dceil(full - s, rate)) end
+    if OK[i] then
       s = s - need
-      ev.remA, ev.resetA, ev.v = dfloor(s, per), rel(d, dceil(full - s, rate)), s
+      REMA[i], RSTA[i], NV[i] = dfloor(s, per), rel(d, dceil(full - s, rate)), s
     else
-      ev.retry = rel(d, dceil(need - s, rate))
+      RTY[i] = rel(d, dceil(need - s, rate))
     end
   elseif kind == 'l' then
     local caps = lim * per
@@ -145,78 +158,74 @@ local function decide(kind, per, lim, rate, st, now, cost)
       end
     end
     local need = cost * per
-    ev.ok = need <= caps - lv
-    ev.rem = dfloor(caps - lv, per)
-    if lv > 0 then ev.reset = rel(d, dceil(lv, rate)) end
-    if ev.ok then
+    OK[i] = need <= caps - lv
+    REM[i] = dfloor(caps - lv, per)
+    if lv > 0 then RST[i] = rel(d, dceil(lv, rate)) end
+    if OK[i] then
       lv = lv + need
-      ev.remA, ev.resetA, ev.v = dfloor(caps - lv, per), rel(d, dceil(lv, rate)), lv
+      REMA[i], RSTA[i], NV[i] = dfloor(caps - lv, per), rel(d, dceil(lv, rate)), lv
     else
-      ev.retry = rel(d, dceil(need - (caps - lv), rate))
+      RTY[i] = rel(d, dceil(need - (caps - lv), rate))
     end
   else
     error({err = 'ERR unknown rule kind'})
   end
-  return ev
 end
 
-local function rule_calls(idx, keys, params, calls)
-  local n = #keys
-  local sts, created = {}, {}
-  local raws = redis.call('MGET', unpack(keys))
+local function rule_calls(idx, K, k0, n, P, p0, A, a, m)
+  local raws = redis.call('MGET', unpack(K, k0 + 1, k0 + n))
   for i = 1, n do
     local raw = raws[i]
     if raw then
-      local a, b, c = string.match(raw, '^(%-?%d+):(%-?%d+):?(%-?%d*)$')
-      if not a then
+      local x, y, z = string.match(raw, '^(%-?%d+):(%-?%d+):?(%-?%d*)$')
+      if not x then
         error({err = 'ERR bad rule state'})
       end
-      sts[i] = {true, tonumber(a), tonumber(b), tonumber(c) or 0}
+      SS[i], STT[i], STV[i], STP[i] = true, tonumber(x), tonumber(y), tonumber(z) or 0
     else
-      sts[i] = {false, 0, 0, 0}
+      SS[i], STT[i], STV[i], STP[i] = false, 0, 0, 0
     end
-    created[i] = not raw
+    CR[i] = not raw
+    local q = p0 + 4 * i - 3
+    KIND[i], PER[i], LIM[i], RATE[i] = P[q], tonumber(P[q + 1]), tonumber(P[q + 2]), tonumber(P[q + 3])
   end
-  local res, ttls = {}, nil
-  for j = 1, #calls do
-    local now, cost, charge = calls[j][1], calls[j][2], calls[j][3]
-    local evs, all = {}, true
+  local res, charged = {}, false
+  for j = 0, m - 1 do
+    local q = a + 3 * j
+    local now, cost = tonumber(A[q]), tonumber(A[q + 1])
+    local all = true
     for i = 1, n do
-      local k = 4 * i - 3
-      local ev = decide(params[k], params[k + 1], params[k + 2], params[k + 3], sts[i], now, cost)
-      if not ev.ok then all = false end
-      evs[i] = ev
+      decide(i, now, cost)
+      if not OK[i] then all = false end
     end
     local out = {all and 1 or 0}
     for i = 1, n do
-      local ev = evs[i]
       local k = 4 * i - 2
       if all then
-        out[k], out[k + 1], out[k + 2], out[k + 3] = 1, ev.remA, ev.resetA, 0
+        out[k], out[k + 1], out[k + 2], out[k + 3] = 1, REMA[i], RSTA[i], 0
       else
-        out[k], out[k + 1], out[k + 2], out[k + 3] = ev.ok and 1 or 0, ev.rem, ev.reset, ev.retry
+        out[k], out[k + 1], out[k + 2], out[k + 3] = OK[i] and 1 or 0, REM[i], RST[i], RTY[i]
       end
     end
-    res[j] = out
-    if all and charge then
-      ttls = {}
+    res[j + 1] = out
+    if all and A[q + 2] == '1' then
+      charged = true
       for i = 1, n do
-        local ev = evs[i]
-        sts[i] = {true, ev.e, ev.v, ev.p or 0}
-        ttls[i] = math.min(ev.resetA + MARGIN, MAXTTL)
+        SS[i], STT[i], STV[i], STP[i] = true, NE[i], NV[i], NP[i]
+        TTL[i] = math.min(RSTA[i] + MARGIN, MAXTTL)
       end
     end
   end
-  if ttls then
+  if charged then
     local pttl = redis.call('PTTL', idx)
     ST.w = true
     local base = string.sub(idx, 1, #idx - 1)
     for i = 1, n do
-      local st = sts[i]
-      local val = f(st[2]) .. ':' .. f(st[3])
-      if params[4 * i - 3] == 's' then val = val .. ':' .. f(st[4]) end
-      redis.call('SET', keys[i], val, 'PX', f(ttls[i]))
-      pttl = index_key(idx, base, string.sub(keys[i], #base + 1), ttls[i], created[i], pttl)
+      local key = K[k0 + i]
+      local val = f(STT[i]) .. ':' .. f(STV[i])
+      if KIND[i] == 's' then val = val .. ':' .. f(STP[i]) end
+      redis.call('SET', key, val, 'PX', f(TTL[i]))
+      pttl = index_key(idx, base, string.sub(key, #base + 1), TTL[i], CR[i], pttl)
     end
   end
   return res
@@ -239,15 +248,7 @@ local n = #KEYS - 1
 if n < 1 or #ARGV ~= 3 + 4 * n then
   return redis.error_reply('ERR wrong number of keys or arguments')
 end
-local keys, params = {}, {}
-for i = 1, n do
-  keys[i] = KEYS[i + 1]
-  params[4 * i - 3] = ARGV[4 * i]
-  params[4 * i - 2] = tonumber(ARGV[4 * i + 1])
-  params[4 * i - 1] = tonumber(ARGV[4 * i + 2])
-  params[4 * i] = tonumber(ARGV[4 * i + 3])
-end
-local ok, r = pcall(rule_calls, KEYS[1], keys, params, {{tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'}})
+local ok, r = pcall(rule_calls, KEYS[1], KEYS, 1, n, ARGV, 3, ARGV, 1, 1)
 if not ok then return redis.error_reply(errmsg(r)) end
 return r[1]
 `

@@ -23,12 +23,14 @@ const (
 // preludeLua opens every script: shared constants and helpers, and ST,
 // the state of the running unit of work: ST.w is set just before its first
 // write, so that a batch (see batchSource) can tell a unit that failed
-// before writing anything from one that may have written.
+// before writing anything from one that may have written. f writes a whole
+// number in decimal: '%d' converts to a 64-bit integer, exact for every
+// whole double up to 2^53 (and about three times as fast as '%.0f').
 const preludeLua = `
 local MAX = 9007199254740992
 local ST = {w = false}
 local function f(x)
-  return string.format('%.0f', x)
+  return string.format('%d', x)
 end
 local function errmsg(e)
   if type(e) == 'table' and e.err then return e.err end
@@ -83,9 +85,10 @@ local function index_key(idx, base, member, ttl, created, pttl)
 end
 `
 
-// fixedLua defines fixed_hits(bucket, index, ttl, hits), which counts
-// hits, a list of {now, increment}, one after another, in the bucket hash,
-// and returns each hit's count after it: the counts of the same hits sent
+// fixedLua defines fixed_hits(bucket, index, ttl, A, a, m), which counts
+// m hits one after another in the bucket hash, hit j (from 0) being
+// A[a+2j] (now) and A[a+2j+1] (increment), and returns each hit's count
+// after it: the counts of the same hits sent
 // one by one. A hit that would pass 2^53 gets {err = ...} and counts
 // nothing, as it would alone. The bucket is written once, whatever the
 // number of hits: HSET count and updated (the last hit's now), and
@@ -96,21 +99,21 @@ end
 // a key is not served by this node (a slot moved or being migrated), it
 // fails before writing anything.
 const fixedLua = `
-local function fixed_hits(bucket, idx, ttl, hits)
+local function fixed_hits(bucket, idx, ttl, A, a, m)
   local n = redis.call('HGET', bucket, 'count')
   local pttl = redis.call('PTTL', idx)
   local created = not n
   n = tonumber(n) or 0
   local res, first, last = {}, nil, nil
-  for j = 1, #hits do
-    local h = hits[j]
-    if n > MAX - h[2] then
-      res[j] = {err = 'ERR count would pass 2^53'}
+  for j = 0, m - 1 do
+    local now, inc = A[a + 2 * j], tonumber(A[a + 2 * j + 1])
+    if n > MAX - inc then
+      res[j + 1] = {err = 'ERR count would pass 2^53'}
     else
-      n = n + h[2]
-      res[j] = n
-      first = first or h[1]
-      last = h[1]
+      n = n + inc
+      res[j + 1] = n
+      first = first or now
+      last = now
     end
   end
   if not last then return res end
@@ -121,8 +124,10 @@ local function fixed_hits(bucket, idx, ttl, hits)
     redis.call('HSET', bucket, 'count', f(n), 'updated', last)
   end
   redis.call('PEXPIRE', bucket, ttl)
-  local member = string.match(string.sub(bucket, -21), ':(-?%d+)$')
-  index_key(idx, string.sub(bucket, 1, #bucket - #member), member, ttl, created, pttl)
+  if created or pttl < ttl then
+    local member = string.match(string.sub(bucket, -21), ':(-?%d+)$')
+    index_key(idx, string.sub(bucket, 1, #bucket - #member), member, ttl, created, pttl)
+  end
   return res
 end
 `
@@ -142,7 +147,7 @@ end
 // key's last ":" field, at most 20 bytes, so the match looks at the key's
 // last 21 bytes only; the key base is what precedes it.
 const hitSource = preludeLua + indexLua + fixedLua + `
-local ok, r = pcall(fixed_hits, KEYS[1], KEYS[2], tonumber(ARGV[3]), {{ARGV[1], tonumber(ARGV[2])}})
+local ok, r = pcall(fixed_hits, KEYS[1], KEYS[2], tonumber(ARGV[3]), ARGV, 1, 1)
 if not ok then return redis.error_reply(errmsg(r)) end
 r = r[1]
 if type(r) == 'table' then return redis.error_reply(r.err) end
