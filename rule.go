@@ -87,6 +87,26 @@ func (r Rule) Limit() int64 { return r.limit }
 // Window returns the rule's window, or per for a bucket.
 func (r Rule) Window() time.Duration { return r.period }
 
+// Algorithm returns the rule's algorithm: "fixed_window", "sliding_window",
+// "token_bucket" or "leaky_bucket"; "" for the zero Rule.
+func (r Rule) Algorithm() string {
+	switch r.kind {
+	case kindFixed:
+		return "fixed_window"
+	case kindSliding:
+		return "sliding_window"
+	case kindToken:
+		return "token_bucket"
+	case kindLeaky:
+		return "leaky_bucket"
+	}
+	return ""
+}
+
+// Rate returns a bucket's rate: units refilled (token bucket) or leaked
+// (leaky bucket) per Window(). It is 0 for a window rule.
+func (r Rule) Rate() int64 { return r.rate }
+
 // String returns a readable and stable name of the rule:
 // "fixed_window(1s,10)", "sliding_window(1m0s,100)", "token_bucket(7/1s,10)",
 // "leaky_bucket(1/1m30s,5)". The zero Rule is "invalid_rule".

@@ -123,23 +123,27 @@ func TestRuleCheckRules(t *testing.T) {
 
 func TestRuleAccessors(t *testing.T) {
 	cases := []struct {
-		rule   Rule
-		name   string
-		limit  int64
-		window time.Duration
-		suffix string
+		rule      Rule
+		name      string
+		algorithm string
+		limit     int64
+		window    time.Duration
+		rate      int64
+		suffix    string
 	}{
-		{FixedWindow(time.Second, 10), "fixed_window(1s,10)", 10, time.Second, "r:f:1000:10"},
-		{SlidingWindow(time.Minute, 100), "sliding_window(1m0s,100)", 100, time.Minute, "r:s:60000:100"},
-		{TokenBucket(7, time.Second, 10), "token_bucket(7/1s,10)", 10, time.Second, "r:t:7:1000:10"},
-		{LeakyBucket(1, 90*time.Second, 5), "leaky_bucket(1/1m30s,5)", 5, 90 * time.Second, "r:l:1:90000:5"},
-		{FixedWindow(1500*time.Millisecond, MaxValue), "fixed_window(1.5s,9007199254740992)", MaxValue, 1500 * time.Millisecond, "r:f:1500:9007199254740992"},
-		{Rule{}, "invalid_rule", 0, 0, ""},
+		{FixedWindow(time.Second, 10), "fixed_window(1s,10)", "fixed_window", 10, time.Second, 0, "r:f:1000:10"},
+		{SlidingWindow(time.Minute, 100), "sliding_window(1m0s,100)", "sliding_window", 100, time.Minute, 0, "r:s:60000:100"},
+		{TokenBucket(7, time.Second, 10), "token_bucket(7/1s,10)", "token_bucket", 10, time.Second, 7, "r:t:7:1000:10"},
+		{LeakyBucket(1, 90*time.Second, 5), "leaky_bucket(1/1m30s,5)", "leaky_bucket", 5, 90 * time.Second, 1, "r:l:1:90000:5"},
+		{FixedWindow(1500*time.Millisecond, MaxValue), "fixed_window(1.5s,9007199254740992)", "fixed_window", MaxValue, 1500 * time.Millisecond, 0, "r:f:1500:9007199254740992"},
+		{Rule{}, "invalid_rule", "", 0, 0, 0, ""},
 	}
 	for _, c := range cases {
 		assert.Equal(t, c.name, c.rule.String())
+		assert.Equal(t, c.algorithm, c.rule.Algorithm(), "%v", c.rule)
 		assert.Equal(t, c.limit, c.rule.Limit(), "%v", c.rule)
 		assert.Equal(t, c.window, c.rule.Window(), "%v", c.rule)
+		assert.Equal(t, c.rate, c.rule.Rate(), "%v", c.rule)
 		if c.suffix != "" {
 			assert.Equal(t, c.suffix, c.rule.suffix(), "%v", c.rule)
 		}

@@ -51,14 +51,76 @@ func ExampleMiddleware() {
 		w := httptest.NewRecorder()
 		handler.ServeHTTP(w, r)
 		h := w.Header()
-		fmt.Printf("%d limit=%s remaining=%s reset=%s policy=%s retry-after=%q body=%q\n", w.Code,
-			h.Get("RateLimit-Limit"), h.Get("RateLimit-Remaining"), h.Get("RateLimit-Reset"),
-			h.Get("RateLimit-Policy"), h.Get("Retry-After"), w.Body.String())
+		fmt.Printf("%d RateLimit: %s; Retry-After: %q; body: %q\n", w.Code,
+			h.Get("RateLimit"), h.Get("Retry-After"), w.Body.String())
 	}
+	fmt.Println("RateLimit-Policy:", handlerPolicy(handler))
 	// Output:
-	// 200 limit=2 remaining=1 reset=40 policy=2;w=60 retry-after="" body="hello\n"
-	// 200 limit=2 remaining=0 reset=40 policy=2;w=60 retry-after="" body="hello\n"
-	// 429 limit=2 remaining=0 reset=40 policy=2;w=60 retry-after="40" body="rate limit exceeded, retry in 40 s\n"
+	// 200 RateLimit: "fixed_window(1m0s,2)";r=1;t=40; Retry-After: ""; body: "hello\n"
+	// 200 RateLimit: "fixed_window(1m0s,2)";r=0;t=40; Retry-After: ""; body: "hello\n"
+	// 429 RateLimit: "fixed_window(1m0s,2)";r=0;t=40; Retry-After: "40"; body: "rate limit exceeded, retry in 40 s\n"
+	// RateLimit-Policy: "fixed_window(1m0s,2)";q=2;w=60
+}
+
+// handlerPolicy returns the RateLimit-Policy that h sends.
+func handlerPolicy(h http.Handler) string {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = "192.0.2.1:41000"
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w.Header().Get("RateLimit-Policy")
+}
+
+// Rules of hammer, several on one route: a request is allowed only when
+// every rule allows it, and the RateLimit field has one item per rule.
+func ExampleRule_rules() {
+	m, err := miniredis.Run()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer m.Close()
+	backend, err := hammer.NewClusterBackend(hammer.Options{
+		ExpiryMs:    60 * 60 * 1000,
+		InitServers: []string{m.Addr()},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer backend.Close()
+	now := time.Date(2026, 1, 1, 12, 0, 20, 0, time.UTC)
+	limiter := hammer.New(backend, hammer.WithClock(func() time.Time { return now }))
+
+	// At most 100 requests a minute, in bursts of at most 3 that refill at
+	// one request a second.
+	limit, err := httplimit.New(limiter, httplimit.Rule{
+		Rules:    []hammer.Rule{hammer.SlidingWindow(time.Minute, 100), hammer.TokenBucket(1, time.Second, 3)},
+		Names:    []string{"minute", "burst"},
+		IDPrefix: "search:",
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	handler := limit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "results")
+	}))
+
+	for i := 0; i < 4; i++ {
+		r := httptest.NewRequest(http.MethodGet, "/search", nil)
+		r.RemoteAddr = "198.51.100.1:41000"
+		w := httptest.NewRecorder()
+		handler.ServeHTTP(w, r)
+		fmt.Printf("%d RateLimit: %s; Retry-After: %q\n", w.Code, w.Header().Get("RateLimit"), w.Header().Get("Retry-After"))
+	}
+	fmt.Println("RateLimit-Policy:", handlerPolicy(handler))
+	// Output:
+	// 200 RateLimit: "minute";r=99;t=100, "burst";r=2;t=1; Retry-After: ""
+	// 200 RateLimit: "minute";r=98;t=100, "burst";r=1;t=1; Retry-After: ""
+	// 200 RateLimit: "minute";r=97;t=100, "burst";r=0;t=1; Retry-After: ""
+	// 429 RateLimit: "minute";r=97;t=1, "burst";r=0;t=1; Retry-After: "1"
+	// RateLimit-Policy: "minute";q=100;w=60, "burst";q=3;w=3
 }
 
 func ExampleNew() {

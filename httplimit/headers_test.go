@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-hammer/hammer"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestSecondsUp(t *testing.T) {
@@ -29,20 +30,21 @@ func TestSecondsUp(t *testing.T) {
 	}
 }
 
-func TestPolicyWindow(t *testing.T) {
+func TestDraft06Policy(t *testing.T) {
 	cases := []struct {
-		scale time.Duration
+		rules []hammer.Rule
 		want  string
 	}{
-		{time.Millisecond, "1"},
-		{500 * time.Millisecond, "1"},
-		{time.Second, "1"},
-		{1500 * time.Millisecond, "2"},
-		{time.Minute, "60"},
-		{time.Hour, "3600"},
+		{[]hammer.Rule{hammer.FixedWindow(time.Millisecond, 3)}, "3;w=1"},
+		{[]hammer.Rule{hammer.FixedWindow(500*time.Millisecond, 3)}, "3;w=1"},
+		{[]hammer.Rule{hammer.FixedWindow(1500*time.Millisecond, 3)}, "3;w=2"},
+		{[]hammer.Rule{hammer.FixedWindow(time.Hour, 3)}, "3;w=3600"},
+		{[]hammer.Rule{hammer.SlidingWindow(time.Minute, 100), hammer.TokenBucket(1, time.Second, 10)}, "100;w=60, 10;w=10"},
+		{[]hammer.Rule{hammer.LeakyBucket(2, time.Minute, 5)}, "5;w=150"},
 	}
 	for _, c := range cases {
-		assert.Equal(t, c.want, policyWindow(c.scale), "%v", c.scale)
+		ps := Rule{Rules: c.rules}.policies()
+		assert.Equal(t, c.want, draft06Policy(ps), "%v", c.rules)
 	}
 }
 
@@ -76,19 +78,40 @@ func TestPrefersJSON(t *testing.T) {
 }
 
 func TestHeaderSlicesAreOwn(t *testing.T) {
-	hv := newHeaderValues(Rule{Scale: time.Minute, Limit: 7})
-	h := http.Header{}
-	hv.set(h, hammer.Decision{Limit: 7, Remaining: 3, ResetAfter: 1500 * time.Millisecond}, true)
-	h[hLimit][0] = "changed"
-	h.Add(hRemaining, "x")
+	for _, opts := range [][]Option{{WithLegacyHeaders()}, {WithDraft06Headers(), WithLegacyHeaders()}} {
+		var c config
+		for _, o := range opts {
+			o(&c)
+		}
+		rule := Rule{Scale: time.Minute, Limit: 7}
+		hv, err := newHeaderValues(rule, rule.policies(), c)
+		require.NoError(t, err)
+		h := http.Header{}
+		hv.set(h, hammer.Decision{Allowed: true, Limit: 7, Remaining: 3, ResetAfter: 1500 * time.Millisecond})
+		for name := range h {
+			h[name][0] = "changed"
+		}
+		h.Add(hLegacyRemain, "x")
 
-	h2 := http.Header{}
-	hv.set(h2, hammer.Decision{Limit: 7, Remaining: 2, ResetAfter: time.Second}, true)
-	assert.Equal(t, http.Header{
-		"Ratelimit-Limit": {"7"}, "Ratelimit-Remaining": {"2"}, "Ratelimit-Reset": {"1"}, "Ratelimit-Policy": {"7;w=60"},
-		"X-Ratelimit-Limit": {"7"}, "X-Ratelimit-Remaining": {"2"}, "X-Ratelimit-Reset": {"1"},
-	}, h2)
-	assert.Equal(t, []string{"7"}, h[hLegacyLimit])
-	assert.Equal(t, []string{"3"}, h[hLegacyRemain])
-	assert.Equal(t, []string{"2"}, h[hReset])
+		h2 := http.Header{}
+		hv.set(h2, hammer.Decision{Allowed: true, Limit: 7, Remaining: 2, ResetAfter: time.Second})
+		want := http.Header{
+			"Ratelimit-Policy": {`"fixed_window(1m0s,7)";q=7;w=60`}, "Ratelimit": {`"fixed_window(1m0s,7)";r=2;t=1`},
+			"X-Ratelimit-Limit": {"7"}, "X-Ratelimit-Remaining": {"2"}, "X-Ratelimit-Reset": {"1"},
+		}
+		if c.draft06 {
+			want = http.Header{
+				"Ratelimit-Limit": {"7"}, "Ratelimit-Remaining": {"2"}, "Ratelimit-Reset": {"1"}, "Ratelimit-Policy": {"7;w=60"},
+				"X-Ratelimit-Limit": {"7"}, "X-Ratelimit-Remaining": {"2"}, "X-Ratelimit-Reset": {"1"},
+			}
+		}
+		assert.Equal(t, want, h2)
+		for name, v := range h {
+			if name == hLegacyRemain {
+				assert.Equal(t, []string{"changed", "x"}, v)
+				continue
+			}
+			assert.Equal(t, []string{"changed"}, v, name)
+		}
+	}
 }

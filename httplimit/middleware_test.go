@@ -44,7 +44,7 @@ func (c *clock) Set(t time.Time) {
 
 // newLimiter returns a Limiter over a fresh miniredis, reached through the
 // cluster client with short timeouts, on a clock set to windowStart.
-func newLimiter(t *testing.T, opts ...hammer.Option) (*hammer.Limiter, *miniredis.Miniredis, *clock) {
+func newLimiter(t testing.TB, opts ...hammer.Option) (*hammer.Limiter, *miniredis.Miniredis, *clock) {
 	t.Helper()
 	m := miniredis.RunT(t)
 	b, err := hammer.NewClusterBackend(hammer.Options{
@@ -79,31 +79,30 @@ func serve(h http.Handler, remote string, header ...string) *httptest.ResponseRe
 	return w
 }
 
-var rateLimitHeaders = []string{"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy", "Retry-After"}
+var rateLimitHeaders = []string{"RateLimit", "RateLimit-Policy", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After"}
 
 func TestHeadersAtAndPastLimit(t *testing.T) {
 	l, _, c := newLimiter(t)
 	c.Set(windowStart.Add(15 * time.Second))
 	h := Middleware(l, Rule{Scale: time.Minute, Limit: 3, IDPrefix: "page:"})(ok)
 
+	const policy = `"fixed_window(1m0s,3)";q=3;w=60`
 	for i, want := range []string{"2", "1", "0"} {
 		w := serve(h, "203.0.113.7:1")
 		require.Equal(t, http.StatusOK, w.Code, "request %d", i+1)
 		assert.Equal(t, "ok", w.Body.String())
-		assert.Equal(t, "3", w.Header().Get("RateLimit-Limit"))
-		assert.Equal(t, want, w.Header().Get("RateLimit-Remaining"))
-		assert.Equal(t, "45", w.Header().Get("RateLimit-Reset"))
-		assert.Equal(t, "3;w=60", w.Header().Get("RateLimit-Policy"))
+		assert.Equal(t, []string{policy}, w.Header().Values("RateLimit-Policy"))
+		assert.Equal(t, []string{`"fixed_window(1m0s,3)";r=` + want + ";t=45"}, w.Header().Values("RateLimit"))
 		assert.Empty(t, w.Header().Get("Retry-After"))
-		assert.Empty(t, w.Header().Get("X-RateLimit-Limit"), "legacy headers are off by default")
+		for _, name := range []string{"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "X-RateLimit-Limit"} {
+			assert.Empty(t, w.Header().Values(name), "%s is off by default", name)
+		}
 	}
 	for i := 0; i < 2; i++ {
 		w := serve(h, "203.0.113.7:1")
 		require.Equal(t, http.StatusTooManyRequests, w.Code)
-		assert.Equal(t, "3", w.Header().Get("RateLimit-Limit"))
-		assert.Equal(t, "0", w.Header().Get("RateLimit-Remaining"))
-		assert.Equal(t, "45", w.Header().Get("RateLimit-Reset"))
-		assert.Equal(t, "3;w=60", w.Header().Get("RateLimit-Policy"))
+		assert.Equal(t, policy, w.Header().Get("RateLimit-Policy"))
+		assert.Equal(t, `"fixed_window(1m0s,3)";r=0;t=45`, w.Header().Get("RateLimit"))
 		assert.Equal(t, "45", w.Header().Get("Retry-After"))
 		assert.Equal(t, "text/plain; charset=utf-8", w.Header().Get("Content-Type"))
 		assert.Equal(t, "rate limit exceeded, retry in 45 s\n", w.Body.String())
@@ -114,8 +113,7 @@ func TestHeadersAtAndPastLimit(t *testing.T) {
 	c.Set(windowStart.Add(time.Minute))
 	w := serve(h, "203.0.113.7:1")
 	assert.Equal(t, http.StatusOK, w.Code)
-	assert.Equal(t, "2", w.Header().Get("RateLimit-Remaining"))
-	assert.Equal(t, "60", w.Header().Get("RateLimit-Reset"))
+	assert.Equal(t, `"fixed_window(1m0s,3)";r=2;t=60`, w.Header().Get("RateLimit"))
 }
 
 func TestResetRoundingAtWindowEdges(t *testing.T) {
@@ -136,20 +134,30 @@ func TestResetRoundingAtWindowEdges(t *testing.T) {
 		t.Run(tc.left.String(), func(t *testing.T) {
 			// A window of its own for each case: the Limit-1 rule denies the
 			// second request.
+			// Two middlewares over one count: the draft-06 fields with the
+			// legacy ones, and the current fields.
 			c.Set(windowStart.Add(time.Duration(i+1)*scale - tc.left))
-			h := Middleware(l, Rule{Scale: scale, Limit: 1, IDPrefix: "edge:"}, WithLegacyHeaders())(ok)
-			w := serve(h, "203.0.113.7:1")
+			rule := Rule{Scale: scale, Limit: 1, IDPrefix: "edge:"}
+			h06 := Middleware(l, rule, WithDraft06Headers(), WithLegacyHeaders())(ok)
+			h := Middleware(l, rule)(ok)
+			w := serve(h06, "203.0.113.7:1")
 			require.Equal(t, http.StatusOK, w.Code)
 			assert.Equal(t, tc.want, w.Header().Get("RateLimit-Reset"))
 			assert.Equal(t, tc.want, w.Header().Get("X-RateLimit-Reset"))
 
-			w = serve(h, "203.0.113.7:1")
+			w = serve(h06, "203.0.113.7:1")
 			require.Equal(t, http.StatusTooManyRequests, w.Code)
 			assert.Equal(t, tc.want, w.Header().Get("RateLimit-Reset"))
 			assert.Equal(t, tc.want, w.Header().Get("Retry-After"))
 			assert.Equal(t, "1;w=10", w.Header().Get("RateLimit-Policy"))
 			assert.Equal(t, "1", w.Header().Get("X-RateLimit-Limit"))
 			assert.Equal(t, "0", w.Header().Get("X-RateLimit-Remaining"))
+			assert.Empty(t, w.Header().Values("RateLimit"))
+
+			w = serve(h, "203.0.113.7:1")
+			require.Equal(t, http.StatusTooManyRequests, w.Code)
+			assert.Equal(t, `"fixed_window(10s,1)";r=0;t=`+tc.want, w.Header().Get("RateLimit"))
+			assert.Equal(t, tc.want, w.Header().Get("Retry-After"))
 		})
 	}
 }
@@ -159,7 +167,13 @@ func TestSubSecondPolicy(t *testing.T) {
 	c.Set(windowStart.Add(100 * time.Millisecond))
 	h := Middleware(l, Rule{Scale: 250 * time.Millisecond, Limit: 5})(ok)
 	w := serve(h, "203.0.113.7:1")
+	assert.Equal(t, `"fixed_window(250ms,5)";q=5;w=1`, w.Header().Get("RateLimit-Policy"))
+	assert.Equal(t, `"fixed_window(250ms,5)";r=4;t=1`, w.Header().Get("RateLimit"))
+
+	h = Middleware(l, Rule{Scale: 250 * time.Millisecond, Limit: 5}, WithDraft06Headers())(ok)
+	w = serve(h, "203.0.113.7:1")
 	assert.Equal(t, "5;w=1", w.Header().Get("RateLimit-Policy"))
+	assert.Equal(t, "3", w.Header().Get("RateLimit-Remaining"))
 	assert.Equal(t, "1", w.Header().Get("RateLimit-Reset"))
 }
 
@@ -206,7 +220,7 @@ func TestCustomDeniedHandler(t *testing.T) {
 	assert.Equal(t, http.StatusTeapot, w.Code)
 	assert.Equal(t, "slow down", w.Body.String())
 	assert.Equal(t, "60", w.Header().Get("Retry-After"), "headers are set before the handler runs")
-	assert.Equal(t, "1", w.Header().Get("RateLimit-Limit"))
+	assert.Equal(t, `"fixed_window(1m0s,1)";r=0;t=60`, w.Header().Get("RateLimit"))
 	assert.Equal(t, hammer.Decision{Count: 2, Limit: 1, ResetAfter: time.Minute}, got)
 }
 
@@ -281,7 +295,8 @@ func TestErrorBodyJSON(t *testing.T) {
 }
 
 // TestBackendDown kills the Redis under the Limiter: failing closed answers
-// 503, failing open lets requests through without RateLimit headers.
+// 503, failing open lets requests through without RateLimit headers, with
+// Scale and Limit as with Rules.
 func TestBackendDown(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -291,31 +306,39 @@ func TestBackendDown(t *testing.T) {
 		{"fail closed", hammer.FailClosed, http.StatusServiceUnavailable},
 		{"fail open", hammer.FailOpen, http.StatusOK},
 	}
+	rules := []Rule{{Scale: time.Minute, Limit: 10}, {Rules: []hammer.Rule{hammer.FixedWindow(time.Minute, 10)}}}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var backendErrors atomic.Int64
-			l, m, _ := newLimiter(t, hammer.WithFailurePolicy(tc.policy),
-				hammer.WithOnError(func(context.Context, string, error) { backendErrors.Add(1) }))
-			h := Middleware(l, Rule{Scale: time.Minute, Limit: 10})(ok)
-
-			w := serve(h, "203.0.113.7:1")
-			require.Equal(t, http.StatusOK, w.Code)
-			require.Equal(t, "9", w.Header().Get("RateLimit-Remaining"))
-
-			m.Close()
-			w = serve(h, "203.0.113.7:1")
-			assert.Equal(t, tc.status, w.Code)
-			for _, name := range rateLimitHeaders {
-				assert.Empty(t, w.Header().Values(name), name)
-			}
-			if tc.status == http.StatusOK {
-				assert.Equal(t, "ok", w.Body.String())
-			} else {
-				assert.Equal(t, "rate limiter unavailable\n", w.Body.String())
-			}
-			assert.Equal(t, int64(1), backendErrors.Load())
-		})
+		for _, rule := range rules {
+			t.Run(fmt.Sprintf("%s %d rules", tc.name, len(rule.Rules)), func(t *testing.T) {
+				testBackendDown(t, tc.policy, tc.status, rule)
+			})
+		}
 	}
+}
+
+// testBackendDown is one case of TestBackendDown.
+func testBackendDown(t *testing.T, policy hammer.FailurePolicy, status int, rule Rule) {
+	var backendErrors atomic.Int64
+	l, m, _ := newLimiter(t, hammer.WithFailurePolicy(policy),
+		hammer.WithOnError(func(context.Context, string, error) { backendErrors.Add(1) }))
+	h := Middleware(l, rule)(ok)
+
+	w := serve(h, "203.0.113.7:1")
+	require.Equal(t, http.StatusOK, w.Code)
+	require.Equal(t, `"fixed_window(1m0s,10)";r=9;t=60`, w.Header().Get("RateLimit"))
+
+	m.Close()
+	w = serve(h, "203.0.113.7:1")
+	assert.Equal(t, status, w.Code)
+	for _, name := range rateLimitHeaders {
+		assert.Empty(t, w.Header().Values(name), name)
+	}
+	if status == http.StatusOK {
+		assert.Equal(t, "ok", w.Body.String())
+	} else {
+		assert.Equal(t, "rate limiter unavailable\n", w.Body.String())
+	}
+	assert.Equal(t, int64(1), backendErrors.Load())
 }
 
 // TestDeniedHandlerWritesNoStatus: a denied handler that writes no status
@@ -351,7 +374,7 @@ func TestDeniedHandlerWritesNoStatus(t *testing.T) {
 			assert.Equal(t, tc.body, w.Body.String())
 			assert.Equal(t, tc.flushed, w.Flushed)
 			assert.Equal(t, "60", w.Header().Get("Retry-After"))
-			assert.Equal(t, "0", w.Header().Get("RateLimit-Remaining"))
+			assert.Equal(t, `"fixed_window(1m0s,1)";r=0;t=60`, w.Header().Get("RateLimit"))
 		})
 	}
 }

@@ -9,14 +9,16 @@ import (
 	"strings"
 
 	"github.com/go-hammer/hammer"
+	"github.com/go-hammer/hammer/rlheader"
 )
 
 // DefaultDeniedHandler answers 429 Too Many Requests, with
 // {"error":"rate limit exceeded","retry_after":N} when the request's Accept
 // header prefers application/json, and "rate limit exceeded, retry in N s"
-// as plain text otherwise. N is the Retry-After seconds.
+// as plain text otherwise. N is the Retry-After seconds,
+// rlheader.RetryAfterSeconds(d).
 func DefaultDeniedHandler(w http.ResponseWriter, r *http.Request, d hammer.Decision) {
-	n := strconv.FormatInt(max(secondsUp(d.ResetAfter), 1), 10)
+	n := strconv.FormatInt(rlheader.RetryAfterSeconds(d), 10)
 	if prefersJSON(r.Header.Values("Accept")) {
 		writeBody(w, http.StatusTooManyRequests, "application/json",
 			`{"error":"rate limit exceeded","retry_after":`+n+"}\n")

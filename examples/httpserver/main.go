@@ -15,16 +15,26 @@
 //	GET /api    needs an X-API-Key header (401 without: any non-empty value
 //	            is accepted, this is a demo) and is limited per key:
 //	            -api-limit requests per -window (100 a minute)
+//	GET /rules  limited per client IP by two rules at once, all or nothing:
+//	            a sliding window of -rules-limit requests per -rules-window
+//	            (20 a minute) and a token bucket of -burst requests that
+//	            gains one every -refill (5, one a second)
 //	GET /stats  the limiter's checks so far, per outcome, as JSON; not limited
+//
+// Limited responses carry the RateLimit-Policy and RateLimit fields of the
+// IETF draft, one item per rule (named "window" and "burst" on /rules);
+// a denial is 429 with Retry-After.
 //
 // -trusted-proxies takes comma-separated CIDRs of proxies whose
 // X-Forwarded-For is believed (none by default). -fail-open lets requests
 // through, without RateLimit headers, while Redis is unreachable; by default
 // they get 503.
 //
-// Flags that make an invalid rule (-window not a whole number of
-// milliseconds >= 1ms, -limit or -api-limit outside [1, 2^53]) stop it
-// before it listens, with a message on stderr and exit status 1.
+// Flags that make an invalid rule (-window, -rules-window or -refill not a
+// whole number of milliseconds >= 1ms, -limit, -api-limit, -rules-limit
+// or -burst outside [1, 2^53], or a -rules-limit*-rules-window or
+// -burst*-refill over what the Limiter computes exactly) stop it before it
+// listens, with a message on stderr and exit status 1.
 package main
 
 import (
@@ -54,6 +64,10 @@ func main() {
 	window := flag.Duration("window", time.Minute, "length of a rate limit window, whole milliseconds")
 	failOpen := flag.Bool("fail-open", false, "let requests through while Redis is unreachable (default: answer 503)")
 	trusted := flag.String("trusted-proxies", "", "comma-separated CIDRs of proxies whose X-Forwarded-For is trusted")
+	rulesLimit := flag.Int64("rules-limit", 20, "requests per -rules-window and client IP on /rules (sliding window)")
+	rulesWindow := flag.Duration("rules-window", time.Minute, "length of the sliding window of /rules, whole milliseconds")
+	burst := flag.Int64("burst", 5, "burst of the token bucket of /rules: requests at once per client IP")
+	refill := flag.Duration("refill", time.Second, "the token bucket of /rules gains one request every -refill, whole milliseconds")
 	flag.Parse()
 	log.SetFlags(log.LstdFlags)
 
@@ -102,6 +116,18 @@ func main() {
 	if err != nil {
 		log.Fatalf("-api-limit %d -window %v: %v", *apiLimit, *window, err)
 	}
+	byRules, err := httplimit.New(limiter, httplimit.Rule{
+		Rules: []hammer.Rule{
+			hammer.SlidingWindow(*rulesWindow, *rulesLimit),
+			hammer.TokenBucket(1, *refill, *burst),
+		},
+		Names:    []string{"window", "burst"},
+		IDPrefix: "rules:",
+		Key:      httplimit.ByIP(proxies...),
+	})
+	if err != nil {
+		log.Fatalf("-rules-limit %d -rules-window %v -burst %d -refill %v: %v", *rulesLimit, *rulesWindow, *burst, *refill, err)
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /{$}", byIP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -111,6 +137,9 @@ func main() {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintln(w, `{"ok":true}`)
 	}))))
+	mux.Handle("GET /rules", byRules(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "within both rules")
+	})))
 	mux.Handle("GET /stats", stats)
 
 	ln, err := net.Listen("tcp", *addr)
