@@ -4,14 +4,20 @@
 GO ?= go
 export HAMMER_REQUIRE_CLUSTER = 1
 
-.PHONY: test vet otel sfv peers redis example bench bench-go
+.PHONY: test vet otel sfv grpc peers redis example bench bench-go
 
-test: redis vet otel sfv peers
+test: redis vet otel sfv grpc peers
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # hammerotel is a nested module: ./... above does not reach it.
 otel:
 	cd hammerotel && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+
+# hammergrpc and examples/grpcserver are nested modules too, so that the
+# hammer module does not depend on gRPC.
+grpc:
+	cd hammergrpc && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+	cd examples/grpcserver && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
 # rlheader/sfvtest is a nested module too: its tests parse rlheader's
 # fields with an RFC 9651 parser that the root module does not depend on.
