@@ -1066,3 +1066,53 @@ func TestHitFailurePolicy(t *testing.T) {
 		}
 	})
 }
+
+// TestHitStateListedOnce checks that a rule's state that expires and is
+// created again is not listed again in the id's index when its entry is
+// still there (the entry keeps its score), and is listed anew once the
+// index itself is gone; DeleteBuckets still removes it.
+func TestHitStateListedOnce(t *testing.T) {
+	m := miniredis.RunT(t)
+	b, err := NewClusterBackend(Options{ExpiryMs: 60_000, InitServers: []string{m.Addr()}})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	ctx := context.Background()
+	clk := newClock(hourBase)
+	l := New(b, WithClock(clk.now))
+	rule := TokenBucket(1, time.Second, 1) // full again 1 s after a hit: the state lives 2 s
+	keys := ruleKeys(b.cfg.prefix, "id", []Rule{rule})
+	member := strings.TrimPrefix(keys[1], keyBase(b.cfg.prefix, "id"))
+
+	hit := func() {
+		t.Helper()
+		d, err := l.Hit(ctx, "id", rule)
+		require.NoError(t, err)
+		require.True(t, d.Allowed)
+	}
+	hit()
+	_, err = m.ZAdd(keys[0], 1, member) // a score no TIME gives
+	require.NoError(t, err)
+	m.FastForward(2500 * time.Millisecond) // the state is gone, the index (4 s) is not
+	clk.advance(2500)
+	require.False(t, m.Exists(keys[1]))
+	hit()
+	require.True(t, m.Exists(keys[1]))
+	score, err := m.ZScore(keys[0], member)
+	require.NoError(t, err)
+	assert.Equal(t, 1.0, score, "listed once: the entry was kept, not written again")
+	members, err := m.ZMembers(keys[0])
+	require.NoError(t, err)
+	assert.Equal(t, []string{member}, members)
+
+	m.FastForward(10 * time.Second) // the state and the index are gone
+	clk.advance(10_000)
+	require.False(t, m.Exists(keys[0]))
+	hit()
+	score, err = m.ZScore(keys[0], member)
+	require.NoError(t, err)
+	assert.Greater(t, score, 1.0, "listed anew in a new index")
+	n, err := l.DeleteBuckets(ctx, "id")
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+	assert.False(t, m.Exists(keys[1]))
+}

@@ -225,7 +225,7 @@ local function rule_calls(idx, K, k0, n, P, p0, A, a, m)
       local val = f(STT[i]) .. ':' .. f(STV[i])
       if KIND[i] == 's' then val = val .. ':' .. f(STP[i]) end
       redis.call('SET', key, val, 'PX', f(TTL[i]))
-      pttl = index_key(idx, base, string.sub(key, #base + 1), TTL[i], CR[i], pttl)
+      pttl = index_key(idx, base, string.sub(key, #base + 1), TTL[i], CR[i], pttl, true)
     end
   end
   return res

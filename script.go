@@ -40,8 +40,11 @@ end
 
 // indexLua defines index_key, which every script that writes a key of an id
 // calls after writing it, as index_key(index key, key base, member, ttl
-// ms, created, pttl), where pttl is the index's PTTL as read before the
-// script's first write; it returns the index's PTTL after the call. The
+// ms, created, pttl, again), where pttl is the index's PTTL as read before
+// the script's first write, and again says that the member may be listed
+// already: a rule's state, whose key comes back with the same member each
+// time it expires and is created again (a bucket's number is new). It
+// returns the index's PTTL after the call. The
 // id's index (a sorted set) lists every key of the id by its suffix after
 // the key base, so that DeleteBuckets never scans; two rules keep it exact
 // whatever the callers' clocks say:
@@ -50,15 +53,17 @@ end
 //     ttl ms, the index's TTL is raised to 2*ttl whenever it is below ttl
 //     (one PTTL read per call; a write about once per ttl).
 //
-//   - An entry is dropped only once its key is gone: when a key is created,
-//     the two oldest entries are looked at; a gone key's entry is removed, a
-//     live key's entry is moved to the back. Scores are the server's TIME in
+//   - An entry is dropped only once its key is gone: when a key is created
+//     and listed, the two oldest entries are looked at; a gone key's entry
+//     is removed, a live key's entry is moved to the back. A rule's state
+//     created again whose member is still listed (ZSCORE) is not listed
+//     again: the index does not grow. Scores are the server's TIME in
 //     microseconds, never a caller's clock. During a slot migration a key
 //     that is not on this node cannot be read; its entry is then left alone
 //     (pcall).
 const indexLua = `
-local function index_key(idx, base, member, ttl, created, pttl)
-  if created then
+local function index_key(idx, base, member, ttl, created, pttl, again)
+  if created and not (again and pttl > 0 and redis.call('ZSCORE', idx, member)) then
     local t = redis.call('TIME')
     local us = t[1] * 1000000 + t[2]
     redis.call('ZADD', idx, us, member)
