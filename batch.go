@@ -117,7 +117,7 @@ func (s *sender) sendMany(ctx context.Context, node conn, calls []*call) {
 	}
 	units, single := groupUnits(calls)
 	var batches []*call
-	var owners [][]*unit
+	var owners [][]unit
 	for len(units) > 0 {
 		n := min(len(units), batchUnits)
 		batches = append(batches, &call{script: batchScript, args: s.batchArgs(units[:n])})
@@ -174,27 +174,28 @@ func (s *sender) batching(ctx context.Context, node conn) bool {
 // the order of their first call. Calls of no group are returned apart, to
 // be sent alone. A bucket key never names a rule call's key set, which
 // starts with an index key, so the groups of the two scripts never meet.
-func groupUnits(calls []*call) (units []*unit, single []*call) {
-	byGroup := make(map[string]*unit, len(calls))
-	for _, cl := range calls {
+// A unit of one call shares calls' array.
+func groupUnits(calls []*call) (units []unit, single []*call) {
+	units = make([]unit, 0, len(calls))
+	byGroup := make(map[string]int, len(calls)) // index in units
+	for i, cl := range calls {
 		if cl.group == "" {
 			single = append(single, cl)
 			continue
 		}
-		if u := byGroup[cl.group]; u != nil {
-			u.calls = append(u.calls, cl)
+		if j, ok := byGroup[cl.group]; ok {
+			units[j].calls = append(units[j].calls, cl)
 			continue
 		}
-		u := &unit{calls: []*call{cl}}
-		byGroup[cl.group] = u
-		units = append(units, u)
+		byGroup[cl.group] = len(units)
+		units = append(units, unit{calls: calls[i : i+1 : i+1]})
 	}
 	return units, single
 }
 
 // batchArgs returns the ARGV of batchSource for units. The calls' own
 // arguments are those of hitSource and ruleSource.
-func (s *sender) batchArgs(units []*unit) []any {
+func (s *sender) batchArgs(units []unit) []any {
 	args := []any{nil}
 	for _, u := range units {
 		first := u.calls[0]
@@ -239,7 +240,7 @@ func noScriptCalls(batches []*call) []*call {
 
 // settleBatch settles the calls of the units of batch b from its reply,
 // and appends to resend those that did not run.
-func (s *sender) settleBatch(b *call, units []*unit, resend []*call) []*call {
+func (s *sender) settleBatch(b *call, units []unit, resend []*call) []*call {
 	if b.err != nil {
 		k := kindOf(b.err)
 		if k.class == ErrUnavailable {
@@ -289,7 +290,7 @@ func (s *sender) settleBatch(b *call, units []*unit, resend []*call) []*call {
 }
 
 // settleUnits gives every call of units the outcome out.
-func settleUnits(units []*unit, out outcome) {
+func settleUnits(units []unit, out outcome) {
 	for _, u := range units {
 		for _, cl := range u.calls {
 			cl.val, cl.err, cl.ran = out.val, out.err, out.ran

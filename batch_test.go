@@ -38,7 +38,7 @@ func idsOn(t *testing.T, cc *redis.ClusterClient, prefix, name string, n int) (*
 // hitCall is a CheckRate hit's script call, as CountHitInc makes it.
 func (b *ClusterBackend) hitCall(prefix string, key BucketKey, now, inc int64) *call {
 	bucket, index := hitKeys(prefix, key)
-	return &call{script: hitScript, keys: []string{bucket, index}, args: []any{now, inc, b.expiryArg}, group: bucket}
+	return newHitCall(bucket, index, now, inc, b.expiryArg)
 }
 
 // ruleCall is a Hit's (or a Peek's) script call, as ChargeRules makes it.
@@ -236,15 +236,15 @@ func TestBatchOffWhereNotTaken(t *testing.T) {
 // of its units: replies, errors of one call, units not run (sent again),
 // units that may have written, and replies of the wrong form.
 func TestSettleBatch(t *testing.T) {
-	mk := func(n int) *unit {
-		u := &unit{}
+	mk := func(n int) unit {
+		u := unit{}
 		for i := 0; i < n; i++ {
 			u.calls = append(u.calls, &call{script: hitScript, group: "g"})
 		}
 		return u
 	}
 	s := &sender{}
-	units := []*unit{mk(2), mk(1), mk(1), mk(2), mk(1)}
+	units := []unit{mk(2), mk(1), mk(1), mk(2), mk(1)}
 	b := &call{val: []any{
 		[]any{int64(4), int64(5)},
 		"NERR Script attempted to access a non local key in a cluster node",
@@ -272,16 +272,16 @@ func TestSettleBatch(t *testing.T) {
 
 	// A whole batch that did not run is sent again; one that may have run
 	// is settled with its error.
-	units = []*unit{mk(2), mk(1)}
+	units = []unit{mk(2), mk(1)}
 	resend = s.settleBatch(&call{err: scriptError("READONLY You can't write against a read only replica.")}, units, nil)
 	assert.Len(t, resend, 3)
-	units = []*unit{mk(2)}
+	units = []unit{mk(2)}
 	assert.Empty(t, s.settleBatch(&call{err: context.DeadlineExceeded}, units, nil))
 	for _, cl := range units[0].calls {
 		assert.ErrorIs(t, cl.err, context.DeadlineExceeded)
 		assert.True(t, cl.ran)
 	}
-	units = []*unit{mk(1), mk(1)}
+	units = []unit{mk(1), mk(1)}
 	assert.Empty(t, s.settleBatch(&call{val: []any{int64(1)}}, units, nil))
 	assert.ErrorIs(t, units[1].calls[0].err, errBadReply)
 }

@@ -102,7 +102,7 @@ func (b *ClusterBackend) CountHitInc(ctx context.Context, key BucketKey, now int
 		return 0, err
 	}
 	bucket, index := hitKeys(b.cfg.prefix, key)
-	cl := &call{script: hitScript, keys: []string{bucket, index}, args: []any{now, increment, b.expiryArg}, group: bucket}
+	cl := newHitCall(bucket, index, now, increment, b.expiryArg)
 	out := b.run(ctx, cl)
 	if out.err != nil {
 		return 0, b.wrap("count hit", key.ID, out)

@@ -39,6 +39,21 @@ type call struct {
 	// calls of one batch with the same group can be merged (see sendMany).
 	// "" for other calls.
 	group string
+
+	// Room for a hit's keys and arguments, so that a hit is one
+	// allocation (see newHitCall).
+	keyBuf [2]string
+	argBuf [3]any
+}
+
+// newHitCall returns the call of hitSource for a hit of bucket (listed in
+// index) at now, of increment, with the bucket TTL ttl.
+func newHitCall(bucket, index string, now, increment int64, ttl any) *call {
+	cl := &call{script: hitScript, group: bucket}
+	cl.keyBuf = [2]string{bucket, index}
+	cl.argBuf = [3]any{now, increment, ttl}
+	cl.keys, cl.args = cl.keyBuf[:], cl.argBuf[:]
+	return cl
 }
 
 // noRetry marks a command that go-redis must never send again: it may

@@ -173,9 +173,10 @@ func peerIDList(n int) (ids, rawKeys []string) {
 func newLimiter(t *testing.T, client *redis.ClusterClient, mode hammer.CoalesceMode) *hammer.Limiter {
 	t.Helper()
 	be, err := hammer.NewClusterBackend(hammer.Options{
-		ExpiryMs: time.Hour.Milliseconds(),
-		Client:   client,
-		Coalesce: mode,
+		ExpiryMs:         time.Hour.Milliseconds(),
+		Client:           client,
+		Coalesce:         mode,
+		CoalesceFlushers: envInt(t, "HAMMER_PEER_FLUSHERS"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +236,7 @@ func contenders(t *testing.T, client *redis.ClusterClient, ids int) []contender 
 	}
 	ul := limiter.New(store, limiter.Rate{Period: peerScale, Limit: peerLimit})
 
-	return []contender{
+	all := []contender{
 		{"raw-hincrby", func(ctx context.Context, i int) error {
 			return client.HIncrBy(ctx, rawKeys[i], "count", 1).Err()
 		}},
@@ -252,6 +253,34 @@ func contenders(t *testing.T, client *redis.ClusterClient, ids int) []contender 
 			return err
 		}},
 	}
+	v := os.Getenv("HAMMER_PEER_CONTENDERS")
+	if v == "" {
+		return all
+	}
+	var cs []contender
+	for _, f := range strings.Split(v, ",") {
+		i := slices.IndexFunc(all, func(c contender) bool { return c.name == strings.TrimSpace(f) })
+		if i < 0 {
+			t.Fatalf("HAMMER_PEER_CONTENDERS=%q: %q is none of the contenders", v, f)
+		}
+		cs = append(cs, all[i])
+	}
+	return cs
+}
+
+// envInt returns the integer in the environment variable name, 0 when it
+// is not set.
+func envInt(t *testing.T, name string) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
 }
 
 // startCluster starts a cluster of 3 masters with replicas each (or
