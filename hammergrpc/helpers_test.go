@@ -4,14 +4,13 @@ import (
 	"context"
 	"net"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/go-hammer/hammer"
 	"github.com/go-hammer/hammer/hammergrpc"
-	"github.com/redis/go-redis/v9"
+	"github.com/go-hammer/hammer/internal/hammertest"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -30,52 +29,15 @@ const (
 	watchMethod = healthpb.Health_Watch_FullMethodName
 )
 
-// windowStart is the start of a minute, so of every window of 1s, 10s and
-// 1m.
-var windowStart = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+// windowStart, clock and newLimiter: a Limiter over a fresh miniredis,
+// on a settable clock (see hammertest).
+var windowStart = hammertest.WindowStart
 
-// clock is a settable clock for hammer.WithClock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+type clock = hammertest.Clock
 
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// newLimiter returns a Limiter over a fresh miniredis, reached through the
-// cluster client with short timeouts, on a clock set to windowStart.
 func newLimiter(t *testing.T, opts ...hammer.Option) (*hammer.Limiter, *miniredis.Miniredis, *clock) {
 	t.Helper()
-	m := miniredis.RunT(t)
-	b, err := hammer.NewClusterBackend(hammer.Options{
-		ExpiryMs:    60 * 60 * 1000,
-		InitServers: []string{m.Addr()},
-		RedisOptions: &redis.ClusterOptions{
-			DialTimeout:  200 * time.Millisecond,
-			ReadTimeout:  200 * time.Millisecond,
-			WriteTimeout: 200 * time.Millisecond,
-		},
-	})
-	require.NoError(t, err)
-	t.Cleanup(func() { b.Close() })
-	c := &clock{now: windowStart}
-	return hammer.New(b, append([]hammer.Option{hammer.WithClock(c.Now)}, opts...)...), m, c
+	return hammertest.NewLimiter(t, opts...)
 }
 
 // serve starts a gRPC server with the health service on 127.0.0.1:0,

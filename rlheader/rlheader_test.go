@@ -6,47 +6,26 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/go-hammer/hammer"
+	"github.com/go-hammer/hammer/internal/hammertest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // start is the start of a minute, so of every window of 1s, 10s and 1m.
-var start = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+var start = hammertest.WindowStart
 
-// clock is a settable clock for hammer.WithClock.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
+type clock = hammertest.Clock
 
 // newLimiter returns a Limiter over a fresh miniredis, on a clock set to
 // start.
 func newLimiter(t *testing.T, opts ...hammer.Option) (*hammer.Limiter, *clock) {
 	t.Helper()
-	m := miniredis.RunT(t)
-	b, err := hammer.NewClusterBackend(hammer.Options{ExpiryMs: 60 * 60 * 1000, InitServers: []string{m.Addr()}})
-	require.NoError(t, err)
-	t.Cleanup(func() { b.Close() })
-	c := &clock{now: start}
-	return hammer.New(b, append([]hammer.Option{hammer.WithClock(c.Now)}, opts...)...), c
+	l, _, c := hammertest.NewLimiter(t, opts...)
+	return l, c
 }
 
 // policiesOf returns a Policy with the default name for each rule.
