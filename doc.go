@@ -16,7 +16,8 @@
 // Windows are fixed and aligned to the epoch: the window of an instant is
 // unix ms / scale ms, as in Hammer v6. Every hit counts, the denied ones
 // too. Every call is one round trip to the master that owns the id, or
-// less: concurrent hits bound for one master share a pipeline, and an
+// less: concurrent hits bound for one master share a round trip and run
+// in one script call (hits of one hot id merged into one update), and an
 // optional deny cache answers an id already over its limit in-process.
 //
 // # The smallest complete program

@@ -14,8 +14,10 @@ import (
 // and updated, with a TTL of Options.ExpiryMs after its latest hit; each id
 // has an index of its buckets so that DeleteBuckets never scans. A hit is one
 // Lua script, sent with EVALSHA (EVAL on NOSCRIPT): in a round trip of its
-// own, or, with coalescing (the default), in a pipeline shared with the
-// concurrent hits bound for the same master.
+// own, or, with coalescing (the default), with the concurrent hits bound
+// for the same master, all of them run by one batch script call where the
+// server takes it (Redis 7 and later; see Options.NoBatchScript), or as a
+// pipeline of script calls.
 //
 // A ClusterBackend is safe for concurrent use.
 type ClusterBackend struct {

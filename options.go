@@ -72,12 +72,14 @@ type Options struct {
 	MaxIDBytes int
 
 	// Coalesce sets whether hits from concurrent callers are queued per
-	// master and sent as pipelines (see the README's Performance section).
+	// master and sent together, as batch script calls or pipelines (see
+	// NoBatchScript, and the README's Batches section).
 	// The default value is CoalesceDefault, which is CoalesceOn.
 	Coalesce CoalesceMode
 
-	// CoalesceMaxBatch is the most hits in one pipeline. The default value
-	// is 128.
+	// CoalesceMaxBatch is the most hits sent in one round trip (a batch
+	// script call runs at most 64 of them; more go as several calls in one
+	// pipeline). The default value is 128.
 	CoalesceMaxBatch int
 
 	// CoalesceMaxQueue bounds the hits queued or in flight, over all
@@ -85,16 +87,17 @@ type Options struct {
 	// queue is full. The default value is 8192.
 	CoalesceMaxQueue int
 
-	// CoalesceFlushers is the most pipelines in flight to one node at a
-	// time. The default value is 4.
+	// CoalesceFlushers is the most round trips of coalesced hits in flight
+	// to one node at a time. The default value is 4.
 	CoalesceFlushers int
 
-	// CoalesceTimeout bounds one pipeline. Callers return at their own
-	// context's end whatever this is. The default value is 1s.
+	// CoalesceTimeout bounds one round trip of coalesced hits. Callers
+	// return at their own context's end whatever this is. The default
+	// value is 1s.
 	CoalesceTimeout time.Duration
 
-	// BatchObserver, when set, receives the size of every pipeline of
-	// coalesced hits. The default value is nil.
+	// BatchObserver, when set, receives the number of coalesced hits of
+	// every round trip. The default value is nil.
 	BatchObserver BatchObserver
 
 	// NoBatchScript turns off batch scripts: the coalesced hits of one
