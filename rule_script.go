@@ -219,13 +219,15 @@ local function rule_calls(idx, K, k0, n, P, p0, A, a, m)
   if charged then
     local pttl = redis.call('PTTL', idx)
     ST.w = true
-    local base = string.sub(idx, 1, #idx - 1)
     for i = 1, n do
       local key = K[k0 + i]
       local val = f(STT[i]) .. ':' .. f(STV[i])
       if KIND[i] == 's' then val = val .. ':' .. f(STP[i]) end
       redis.call('SET', key, val, 'PX', f(TTL[i]))
-      pttl = index_key(idx, base, string.sub(key, #base + 1), TTL[i], CR[i], pttl, true)
+      if CR[i] or pttl < TTL[i] then -- else index_key has nothing to do
+        local base = string.sub(idx, 1, #idx - 1)
+        pttl = index_key(idx, base, string.sub(key, #base + 1), TTL[i], CR[i], pttl, true)
+      end
     end
   end
   return res
