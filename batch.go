@@ -124,10 +124,15 @@ func (s *sender) sendMany(ctx context.Context, node conn, calls []*call) {
 		owners = append(owners, units[:n])
 		units = units[n:]
 	}
+	if len(batches) == 0 {
+		s.send(ctx, node, single)
+		return
+	}
 	if err := ctx.Err(); err != nil {
 		for _, us := range owners {
 			settleUnits(us, outcome{err: err})
 		}
+		s.send(ctx, node, single) // settles them with ctx's error
 		return
 	}
 	s.batchesSent.Add(int64(len(batches)))

@@ -285,3 +285,36 @@ func TestSettleBatch(t *testing.T) {
 	assert.Empty(t, s.settleBatch(&call{val: []any{int64(1)}}, units, nil))
 	assert.ErrorIs(t, units[1].calls[0].err, errBadReply)
 }
+
+// TestBatchCallsOfNoGroup checks that calls of no group (not a hit's or a
+// rule call's) are sent alone, and settled, whether the batch goes or its
+// context has ended.
+func TestBatchCallsOfNoGroup(t *testing.T) {
+	_, b, _, prefix := sharedCluster(t, CoalesceOn)
+	node, ids := idsOn(t, b.client.(*redis.ClusterClient), prefix, "nogroup", 2)
+	ping := func() *call { return &call{script: newScript("return 7")} }
+	ctx := context.Background()
+
+	alone := []*call{ping(), ping()}
+	b.s.sendMany(ctx, node, alone)
+	for _, cl := range alone {
+		require.NoError(t, cl.err)
+		assert.Equal(t, int64(7), cl.val)
+	}
+
+	mixed := []*call{b.hitCall(prefix, BucketKey{Bucket: 1, ID: ids[0]}, hourBase, 1), ping(), b.hitCall(prefix, BucketKey{Bucket: 1, ID: ids[1]}, hourBase, 1)}
+	b.s.sendMany(ctx, node, mixed)
+	for i, cl := range mixed {
+		require.NoError(t, cl.err, "call %d", i)
+	}
+	assert.Equal(t, int64(7), mixed[1].val)
+
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	mixed = []*call{b.hitCall(prefix, BucketKey{Bucket: 2, ID: ids[0]}, hourBase, 1), ping()}
+	b.s.sendMany(done, node, mixed)
+	for i, cl := range mixed {
+		assert.ErrorIs(t, cl.err, context.Canceled, "call %d", i)
+		assert.False(t, cl.ran, "call %d", i)
+	}
+}
