@@ -45,8 +45,8 @@ func WithOnError(f func(ctx context.Context, id string, err error)) Option {
 type Outcome int
 
 const (
-	OutcomeAllowed      Outcome = iota // counted and allowed
-	OutcomeDenied                      // counted and denied
+	OutcomeAllowed      Outcome = iota // allowed: counted (CheckRate) or charged (Hit)
+	OutcomeDenied                      // denied: counted (CheckRate) or nothing charged (Hit)
 	OutcomeError                       // the error was returned (fail closed, or not an availability error)
 	OutcomeFailedOpen                  // the backend was unavailable and the check allowed by FailOpen
 	OutcomeShadowDenied                // denied, and allowed by shadow mode (WithShadow)
