@@ -84,15 +84,16 @@ func benchTargets(b *testing.B, hook redis.Hook) []benchTarget {
 	return append(targets, benchTarget{name: "cluster", client: cc})
 }
 
-// benchBackend returns a backend over client, coalescing or not.
-func benchBackend(b *testing.B, client redis.UniversalClient, mode hammer.CoalesceMode, noBatch ...bool) *hammer.ClusterBackend {
+// benchBackend returns a backend over client, coalescing or not, with
+// batch scripts turned off when noBatch is set.
+func benchBackend(b *testing.B, client redis.UniversalClient, mode hammer.CoalesceMode, noBatch bool) *hammer.ClusterBackend {
 	b.Helper()
 	be, err := hammer.NewClusterBackend(hammer.Options{
 		ExpiryMs:      benchExpiry.Milliseconds(),
 		Client:        client,
 		KeyPrefix:     benchPrefix,
 		Coalesce:      mode,
-		NoBatchScript: len(noBatch) > 0 && noBatch[0],
+		NoBatchScript: noBatch,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -168,8 +169,8 @@ type benchOp struct {
 func benchOps(b *testing.B, t benchTarget, call func(be hammer.Backend, l *hammer.Limiter, id string) error) []benchOp {
 	ids, rawKeys := benchIDList(benchIDs)
 	ctx := context.Background()
-	direct := benchBackend(b, t.client, hammer.CoalesceOff)
-	coalesced := benchBackend(b, t.client, hammer.CoalesceOn)
+	direct := benchBackend(b, t.client, hammer.CoalesceOff, false)
+	coalesced := benchBackend(b, t.client, hammer.CoalesceOn, false)
 	pipelined := benchBackend(b, t.client, hammer.CoalesceOn, true)
 	directL, coalescedL, pipelinedL := hammer.New(direct), hammer.New(coalesced), hammer.New(pipelined)
 	return []benchOp{
