@@ -33,38 +33,35 @@ import (
 // SCRIPT LOAD on the first master that gets a batch.
 
 // batchSource runs units of work, each of one key set, and replies one
-// entry per unit.
+// flat array: the units' entries, one after another.
 //
 //	ARGV[1]  the bucket TTL (ms), then each unit, one after another:
 //	"h", bucket key, index key, m, then m times: now, increment
 //	"r", index key, n, n state keys, 4n rule parameters, m, then m
 //	     times: now, cost, "1" to charge or "0" to peek
 //
-// A unit's entry is the list of its m replies (a count for "h", a rule
-// reply for "r", or "E<error>" for a call that failed alone), or, when the
-// unit failed, "N<error>" if it failed before its first write (it did not
-// run) or "W<error>" if it may have written.
+// A unit's entry is its m replies, one after another: for "h", a count or
+// "E<error>" for a hit that failed alone; for "r", the 1+4n integers of a
+// rule reply. When the unit failed, its entry is one string instead:
+// "N<error>" if it failed before its first write (it did not run), or
+// "W<error>" if it may have written; what it had put is taken back.
 const batchSource = "#!lua flags=allow-cross-slot-keys\n" + preludeLua + indexLua + fixedLua + ruleLua + `
-local function entry(ok, r)
-  if not ok then
-    if ST.w then return 'W' .. errmsg(r) end
-    return 'N' .. errmsg(r)
-  end
-  for j = 1, #r do
-    if type(r[j]) == 'table' and r[j].err then r[j] = 'E' .. r[j].err end
-  end
-  return r
+local function failed(start, e)
+  for k = ON, start + 1, -1 do O[k] = nil end
+  ON = start
+  if ST.w then put('W' .. errmsg(e)) else put('N' .. errmsg(e)) end
 end
 local ttl = tonumber(ARGV[1])
-local out = {}
 local a = 2
 local na = #ARGV
 while a <= na do
   local kind = ARGV[a]
+  local start = ON
   ST.w = false
   if kind == 'h' then
     local m = tonumber(ARGV[a + 3])
-    out[#out + 1] = entry(pcall(fixed_hits, ARGV[a + 1], ARGV[a + 2], ttl, ARGV, a + 4, m))
+    local ok, e = pcall(fixed_hits, ARGV[a + 1], ARGV[a + 2], ttl, ARGV, a + 4, m)
+    if not ok then failed(start, e) end
     a = a + 4 + 2 * m
   elseif kind == 'r' then
     local n = tonumber(ARGV[a + 2])
@@ -72,13 +69,14 @@ while a <= na do
     local p0 = k0 + n -- the rules' parameters: ARGV[p0+1..p0+4n]
     local mi = p0 + 4 * n + 1
     local m = tonumber(ARGV[mi])
-    out[#out + 1] = entry(pcall(rule_calls, ARGV[a + 1], ARGV, k0, n, ARGV, p0, ARGV, mi + 1, m))
+    local ok, e = pcall(rule_calls, ARGV[a + 1], ARGV, k0, n, ARGV, p0, ARGV, mi + 1, m)
+    if not ok then failed(start, e) end
     a = mi + 1 + 3 * m
   else
     return redis.error_reply('ERR bad batch unit')
   end
 end
-return out
+return O
 `
 
 // batchScript is batchSource and its SHA1.
@@ -120,7 +118,7 @@ func (s *sender) sendMany(ctx context.Context, node conn, calls []*call) {
 	var owners [][]unit
 	for len(units) > 0 {
 		n := min(len(units), batchUnits)
-		batches = append(batches, &call{script: batchScript, args: s.batchArgs(units[:n])})
+		batches = append(batches, &call{script: batchScript, cmd: batchCmd(units[:n])})
 		owners = append(owners, units[:n])
 		units = units[n:]
 	}
@@ -198,15 +196,26 @@ func groupUnits(calls []*call) (units []unit, single []*call) {
 	return units, single
 }
 
-// batchArgs returns the ARGV of batchSource for units. The calls' own
-// arguments are those of hitSource and ruleSource.
-func (s *sender) batchArgs(units []unit) []any {
-	args := []any{nil}
+// batchCmd returns the command of batchSource for units: EVALSHA, its
+// SHA, no keys, and its ARGV, in one slice of the exact size. The calls'
+// own arguments are those of hitSource and ruleSource.
+func batchCmd(units []unit) []any {
+	size := 4
+	for _, u := range units {
+		first := u.calls[0]
+		if first.script == hitScript {
+			size += 4 + 2*len(u.calls)
+		} else {
+			size += 4 + 5*(len(first.keys)-1) + 3*len(u.calls)
+		}
+	}
+	args := make([]any, 4, size)
+	args[0], args[1], args[2], args[3] = "evalsha", batchScript.sha, 0, "0" // "0": no fixed-window unit, unused
 	for _, u := range units {
 		first := u.calls[0]
 		if first.script == hitScript {
 			// hitSource's ARGV: now, increment, ttl.
-			args[0] = first.args[2]
+			args[3] = first.args[2]
 			args = append(args, "h", first.keys[0], first.keys[1], len(u.calls))
 			for _, cl := range u.calls {
 				args = append(args, cl.args[0], cl.args[1])
@@ -224,9 +233,6 @@ func (s *sender) batchArgs(units []unit) []any {
 		for _, cl := range u.calls {
 			args = append(args, cl.args[0], cl.args[1], cl.args[2])
 		}
-	}
-	if args[0] == nil {
-		args[0] = "0" // no fixed-window unit: unused
 	}
 	return args
 }
@@ -261,37 +267,68 @@ func (s *sender) settleBatch(b *call, units []unit, resend []*call) []*call {
 		return resend
 	}
 	entries, ok := b.val.([]any)
-	if !ok || len(entries) != len(units) {
+	if !ok {
 		settleUnits(units, outcome{err: fmt.Errorf("%w: batch reply of type %T", errBadReply, b.val), ran: true})
 		return resend
 	}
+	// First find where each unit's entry starts, so that a reply of the
+	// wrong shape settles nothing from it.
+	var startsBuf [batchUnits + 1]int
+	starts := startsBuf[:0]
+	at := 0
+	for _, u := range units {
+		if at >= len(entries) {
+			at = -1 // too few values
+			break
+		}
+		starts = append(starts, at)
+		if e, ok := entries[at].(string); ok && (strings.HasPrefix(e, "N") || strings.HasPrefix(e, "W")) {
+			at++
+			continue
+		}
+		at += len(u.calls) * replyWidth(u.calls[0])
+	}
+	if at != len(entries) {
+		settleUnits(units, outcome{err: fmt.Errorf("%w: batch reply of %d values for %d units", errBadReply, len(entries), len(units)), ran: true})
+		return resend
+	}
 	for i, u := range units {
-		switch e := entries[i].(type) {
-		case string:
-			switch {
-			case strings.HasPrefix(e, "N"):
+		at := starts[i]
+		if e, ok := entries[at].(string); ok && (strings.HasPrefix(e, "N") || strings.HasPrefix(e, "W")) {
+			if e[0] == 'N' {
 				resend = append(resend, u.calls...)
-			default: // "W": it may have written
-				settleUnits(units[i:i+1], outcome{err: scriptError(strings.TrimPrefix(e, "W")), ran: true})
+			} else { // it may have written
+				settleUnits(units[i:i+1], outcome{err: scriptError(e[1:]), ran: true})
 			}
-		case []any:
-			if len(e) != len(u.calls) {
-				settleUnits(units[i:i+1], outcome{err: fmt.Errorf("%w: %d replies for %d calls", errBadReply, len(e), len(u.calls)), ran: true})
+			continue
+		}
+		w := replyWidth(u.calls[0])
+		for _, cl := range u.calls {
+			var v any
+			if w == 1 {
+				v = entries[at]
+			} else {
+				v = entries[at : at+w : at+w]
+			}
+			at += w
+			if msg, ok := v.(string); ok && strings.HasPrefix(msg, "E") {
+				err := scriptError(msg[1:])
+				cl.val, cl.err, cl.ran = nil, err, !kindOf(err).notRun
 				continue
 			}
-			for j, cl := range u.calls {
-				if msg, ok := e[j].(string); ok && strings.HasPrefix(msg, "E") {
-					err := scriptError(msg[1:])
-					cl.val, cl.err, cl.ran = nil, err, !kindOf(err).notRun
-					continue
-				}
-				cl.val, cl.err, cl.ran = e[j], nil, false
-			}
-		default:
-			settleUnits(units[i:i+1], outcome{err: fmt.Errorf("%w: batch entry of type %T", errBadReply, e), ran: true})
+			cl.val, cl.err, cl.ran = v, nil, false
 		}
 	}
 	return resend
+}
+
+// replyWidth is the number of values of cl's reply in a batch reply: one
+// for a hit, 1+4n for a rule call of n rules.
+func replyWidth(cl *call) int {
+	if cl.script == hitScript {
+		return 1
+	}
+	return 1 + 4*(len(cl.keys)-1)
 }
 
 // settleUnits gives every call of units the outcome out.

@@ -185,6 +185,51 @@ func TestBatchKeysOfOtherMasters(t *testing.T) {
 	}
 }
 
+// TestBatchUnitFailsAfterItsReplies sends a batch with units that fail
+// after they have put their replies and written: their id's index is a
+// key of the wrong type. Those units come back as "may have written", with
+// what they had put taken back, and the units around them get their own
+// replies, in place.
+func TestBatchUnitFailsAfterItsReplies(t *testing.T) {
+	_, b, raw, prefix := sharedCluster(t, CoalesceOn)
+	ctx := context.Background()
+	node, ids := idsOn(t, b.client.(*redis.ClusterClient), prefix, "afterputs", 3)
+	good, bad := ids[:2], ids[2]
+	require.NoError(t, raw.Set(ctx, indexKey(prefix, bad), "not a sorted set", time.Minute).Err())
+	rules := []Rule{TokenBucket(1, time.Second, 10), FixedWindow(time.Minute, 10)}
+	calls := []*call{
+		b.hitCall(prefix, BucketKey{Bucket: 3, ID: good[0]}, hourBase, 1),
+		b.hitCall(prefix, BucketKey{Bucket: 3, ID: bad}, hourBase, 1),
+		b.hitCall(prefix, BucketKey{Bucket: 3, ID: bad}, hourBase, 2),
+		ruleCall(prefix, good[1], rules, hourBase, 1, true),
+		ruleCall(prefix, bad, rules, hourBase, 1, true),
+		b.hitCall(prefix, BucketKey{Bucket: 3, ID: good[0]}, hourBase, 4),
+		ruleCall(prefix, good[1], rules, hourBase, 2, true),
+	}
+	sent := b.s.batchesSent.Load()
+	b.s.sendMany(ctx, node, calls)
+	assert.Equal(t, sent+1, b.s.batchesSent.Load(), "one batch script")
+
+	for _, i := range []int{1, 2, 4} {
+		require.Error(t, calls[i].err, "call %d", i)
+		assert.Contains(t, calls[i].err.Error(), "WRONGTYPE", "call %d", i)
+		assert.True(t, calls[i].ran, "call %d: it may have written", i)
+		assert.Nil(t, calls[i].val, "call %d", i)
+	}
+	for _, i := range []int{0, 3, 5, 6} {
+		require.NoError(t, calls[i].err, "call %d", i)
+	}
+	assert.Equal(t, int64(1), calls[0].val)
+	assert.Equal(t, int64(5), calls[5].val)
+	for i, want := range map[int]int64{3: 9, 6: 7} {
+		allowed, ds, err := parseRuleReply(calls[i].val, rules)
+		require.NoError(t, err, "call %d", i)
+		assert.True(t, allowed, "call %d", i)
+		assert.Equal(t, want, ds[0].Remaining, "call %d", i)
+		assert.Equal(t, want, ds[1].Remaining, "call %d", i)
+	}
+}
+
 // TestBatchNoScript flushes the script caches, then sends a batch: it
 // gets NOSCRIPT, and is sent again with the script loaded. Every call
 // counts once.
@@ -244,13 +289,18 @@ func TestSettleBatch(t *testing.T) {
 		return u
 	}
 	s := &sender{}
-	units := []unit{mk(2), mk(1), mk(1), mk(2), mk(1)}
+	rules := unit{calls: []*call{
+		{script: ruleScript, keys: []string{"i", "r1", "r2"}, group: "r"},
+		{script: ruleScript, keys: []string{"i", "r1", "r2"}, group: "r"},
+	}}
+	units := []unit{mk(2), mk(1), mk(1), mk(2), rules}
 	b := &call{val: []any{
-		[]any{int64(4), int64(5)},
+		int64(4), int64(5),
 		"NERR Script attempted to access a non local key in a cluster node",
 		"WOOM command not allowed",
-		[]any{"EERR count would pass 2^53", int64(9)},
-		[]any{int64(1), int64(2)}, // two replies for one call
+		"EERR count would pass 2^53", int64(9),
+		int64(1), int64(1), int64(2), int64(0), int64(0), int64(1), int64(3), int64(0), int64(0),
+		int64(0), int64(1), int64(0), int64(0), int64(0), int64(0), int64(0), int64(0), int64(7),
 	}}
 	resend := s.settleBatch(b, units, nil)
 	assert.Equal(t, units[1].calls, resend, "the unit not run is sent again, alone")
@@ -267,8 +317,24 @@ func TestSettleBatch(t *testing.T) {
 	assert.True(t, e.ran, "an error reply of a call is classified as alone: unknown, so it may have run")
 	assert.Equal(t, int64(9), units[3].calls[1].val)
 
-	assert.ErrorIs(t, units[4].calls[0].err, errBadReply)
-	assert.True(t, units[4].calls[0].ran)
+	assert.Equal(t, []any{int64(1), int64(1), int64(2), int64(0), int64(0), int64(1), int64(3), int64(0), int64(0)}, rules.calls[0].val)
+	assert.Equal(t, []any{int64(0), int64(1), int64(0), int64(0), int64(0), int64(0), int64(0), int64(0), int64(7)}, rules.calls[1].val)
+	assert.NoError(t, rules.calls[1].err)
+
+	// A reply of the wrong length settles every call with errBadReply,
+	// as may have run: none of its values is taken.
+	for _, vals := range [][]any{
+		{int64(1)},                     // one value short
+		{int64(1), int64(2), int64(3)}, // one too many
+		{"NERR moved", int64(1), int64(2)},
+	} {
+		units = []unit{mk(1), mk(1)}
+		assert.Empty(t, s.settleBatch(&call{val: vals}, units, nil), "%v", vals)
+		for _, u := range units {
+			assert.ErrorIs(t, u.calls[0].err, errBadReply, "%v", vals)
+			assert.True(t, u.calls[0].ran)
+		}
+	}
 
 	// A whole batch that did not run is sent again; one that may have run
 	// is settled with its error.
@@ -281,9 +347,6 @@ func TestSettleBatch(t *testing.T) {
 		assert.ErrorIs(t, cl.err, context.DeadlineExceeded)
 		assert.True(t, cl.ran)
 	}
-	units = []unit{mk(1), mk(1)}
-	assert.Empty(t, s.settleBatch(&call{val: []any{int64(1)}}, units, nil))
-	assert.ErrorIs(t, units[1].calls[0].err, errBadReply)
 }
 
 // TestBatchCallsOfNoGroup checks that calls of no group (not a hit's or a

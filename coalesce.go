@@ -43,12 +43,13 @@ type coalescer struct {
 type nodeQueue struct {
 	node    conn // the master's client
 	mu      sync.Mutex
-	pending []*queued
+	pending []*call
 	active  int
 }
 
-// Life of a queued call. The caller and the flusher each move it on with
-// a compare-and-swap, so exactly one of them settles what the caller sees:
+// Life of a queued call (call.state). The caller and the flusher each move
+// it on with a compare-and-swap, so exactly one of them settles what the
+// caller sees:
 //
 //	waiting → taken      the flusher took it from the queue to send it
 //	waiting → abandoned  the caller's context ended first: never sent
@@ -63,11 +64,11 @@ const (
 	left
 )
 
-// queued is one call in a master's queue. It holds a token of slots from
-// the moment it is queued until the flusher removes it from the queue
-// (abandoned) or has sent it (taken).
+// queued is what a call in a master's queue holds besides the call
+// itself. The call holds a token of slots from the moment it is queued
+// until the flusher removes it from the queue (abandoned) or has sent it
+// (taken).
 type queued struct {
-	cl    *call
 	ctx   context.Context // the caller's
 	state atomic.Int32
 	done  chan struct{}
@@ -117,7 +118,8 @@ func (c *coalescer) do(ctx context.Context, cl *call) outcome {
 		<-c.slots
 		return outcome{err: err}
 	}
-	r := &queued{cl: cl, ctx: ctx, done: make(chan struct{}, 1)}
+	r := cl
+	r.ctx, r.done = ctx, make(chan struct{}, 1)
 	q.mu.Lock()
 	q.pending = append(q.pending, r)
 	start := q.active < c.flushers
@@ -187,8 +189,7 @@ func (c *coalescer) finished(q *nodeQueue) {
 // flush sends the queue's calls as pipelines of at most maxBatch, until
 // the queue is empty.
 func (c *coalescer) flush(q *nodeQueue) {
-	var batch, live []*queued
-	var calls []*call
+	var batch, calls []*call
 	for {
 		q.mu.Lock()
 		if len(q.pending) == 0 {
@@ -203,39 +204,37 @@ func (c *coalescer) flush(q *nodeQueue) {
 		q.pending = q.pending[:rest]
 		q.mu.Unlock()
 
-		live, calls = live[:0], calls[:0]
+		calls = calls[:0]
 		for _, r := range batch {
 			if !r.state.CompareAndSwap(waiting, taken) {
 				<-c.slots // abandoned by its caller: never sent
 				continue
 			}
 			if err := r.ctx.Err(); err != nil {
-				r.cl.err = err // its caller is leaving: never sent
+				r.err = err // its caller is leaving: never sent
 				r.settle()
 				<-c.slots
 				continue
 			}
-			live = append(live, r)
-			calls = append(calls, r.cl)
+			calls = append(calls, r)
 		}
 		if len(calls) > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 			c.s.sendMany(ctx, q.node, calls)
 			c.observe(ctx, len(calls))
 			cancel()
-			for _, r := range live {
+			for _, r := range calls {
 				r.settle()
 				<-c.slots
 			}
 		}
 		clear(batch)
-		clear(live)
 		clear(calls)
 	}
 }
 
 // settle hands a taken call's result to its caller, unless the caller left.
-func (r *queued) settle() {
+func (r *call) settle() {
 	if r.state.CompareAndSwap(taken, done) {
 		r.done <- struct{}{}
 	}

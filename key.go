@@ -80,10 +80,20 @@ func indexKey(prefix, id string) string {
 func hitKeys(prefix string, k BucketKey) (bucket, index string) {
 	e := escapeID(k.ID)
 	n := len(prefix) + len(e) + 3 // length of the base
-	b := appendBase(make([]byte, 0, 2*n+len(indexSuffix)+20), prefix, e)
-	b = append(b, indexSuffix...)
-	b = append(b, b[:n]...)
-	b = strconv.AppendInt(b, k.Bucket, 10)
-	s := string(b)
+	var num [20]byte
+	digits := strconv.AppendInt(num[:0], k.Bucket, 10)
+	var sb strings.Builder
+	sb.Grow(2*n + len(indexSuffix) + len(digits))
+	for i := 0; i < 2; i++ {
+		sb.WriteString(prefix)
+		sb.WriteByte('{')
+		sb.WriteString(e)
+		sb.WriteString("}:")
+		if i == 0 {
+			sb.WriteString(indexSuffix)
+		}
+	}
+	sb.Write(digits)
+	s := sb.String()
 	return s[n+len(indexSuffix):], s[:n+len(indexSuffix)]
 }

@@ -12,8 +12,8 @@ import (
 // windows), and call j (from 0) is A[a+3j..a+3j+2] (now, cost, "1" to
 // charge or "0" to peek). The arguments are read where they lie, in KEYS
 // and ARGV, and the work is done in scratch arrays, so that a call makes
-// one table: its reply. It returns each call's reply: what the
-// same calls sent one by one would get. It does the model's arithmetic
+// no table. It puts each call's reply (see put): what the same calls sent
+// one by one would get. It does the model's arithmetic
 // (model.go) step for step, in Lua doubles, which are exact for every value
 // it meets (see Rule.Validate); floor and ceil divisions go through
 // math.fmod, which is exact, and numbers are written with f, never
@@ -189,7 +189,7 @@ local function rule_calls(idx, K, k0, n, P, p0, A, a, m)
     local q = p0 + 4 * i - 3
     KIND[i], PER[i], LIM[i], RATE[i] = P[q], tonumber(P[q + 1]), tonumber(P[q + 2]), tonumber(P[q + 3])
   end
-  local res, charged = {}, false
+  local charged = false
   for j = 0, m - 1 do
     local q = a + 3 * j
     local now, cost = tonumber(A[q]), tonumber(A[q + 1])
@@ -198,16 +198,14 @@ local function rule_calls(idx, K, k0, n, P, p0, A, a, m)
       decide(i, now, cost)
       if not OK[i] then all = false end
     end
-    local out = {all and 1 or 0}
+    put(all and 1 or 0)
     for i = 1, n do
-      local k = 4 * i - 2
       if all then
-        out[k], out[k + 1], out[k + 2], out[k + 3] = 1, REMA[i], RSTA[i], 0
+        put(1); put(REMA[i]); put(RSTA[i]); put(0)
       else
-        out[k], out[k + 1], out[k + 2], out[k + 3] = OK[i] and 1 or 0, REM[i], RST[i], RTY[i]
+        put(OK[i] and 1 or 0); put(REM[i]); put(RST[i]); put(RTY[i])
       end
     end
-    res[j + 1] = out
     if all and A[q + 2] == '1' then
       charged = true
       for i = 1, n do
@@ -230,7 +228,6 @@ local function rule_calls(idx, K, k0, n, P, p0, A, a, m)
       end
     end
   end
-  return res
 end
 `
 
@@ -250,9 +247,9 @@ local n = #KEYS - 1
 if n < 1 or #ARGV ~= 3 + 4 * n then
   return redis.error_reply('ERR wrong number of keys or arguments')
 end
-local ok, r = pcall(rule_calls, KEYS[1], KEYS, 1, n, ARGV, 3, ARGV, 1, 1)
-if not ok then return redis.error_reply(errmsg(r)) end
-return r[1]
+local ok, e = pcall(rule_calls, KEYS[1], KEYS, 1, n, ARGV, 3, ARGV, 1, 1)
+if not ok then return redis.error_reply(errmsg(e)) end
+return O
 `
 
 // ruleScript is ruleSource and its SHA1.

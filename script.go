@@ -20,15 +20,23 @@ const (
 	fieldUpdated = "updated"
 )
 
-// preludeLua opens every script: shared constants and helpers, and ST,
-// the state of the running unit of work: ST.w is set just before its first
+// preludeLua opens every script: shared constants and helpers; ST, the
+// state of the running unit of work: ST.w is set just before its first
 // write, so that a batch (see batchSource) can tell a unit that failed
-// before writing anything from one that may have written. f writes a whole
-// number in decimal: '%d' converts to a 64-bit integer, exact for every
-// whole double up to 2^53 (and about three times as fast as '%.0f').
+// before writing anything from one that may have written; and the reply
+// being built, one flat array: O, of ON values. Each call puts its reply
+// there with put, so that a batch of any size replies one array, with no
+// table per call. f writes a whole number in decimal: '%d' converts to a
+// 64-bit integer, exact for every whole double up to 2^53 (and about three
+// times as fast as '%.0f').
 const preludeLua = `
 local MAX = 9007199254740992
 local ST = {w = false}
+local O, ON = {}, 0
+local function put(x)
+  ON = ON + 1
+  O[ON] = x
+end
 local function f(x)
   return string.format('%d', x)
 end
@@ -92,13 +100,13 @@ end
 
 // fixedLua defines fixed_hits(bucket, index, ttl, A, a, m), which counts
 // m hits one after another in the bucket hash, hit j (from 0) being
-// A[a+2j] (now) and A[a+2j+1] (increment), and returns each hit's count
-// after it: the counts of the same hits sent
-// one by one. A hit that would pass 2^53 gets {err = ...} and counts
-// nothing, as it would alone. The bucket is written once, whatever the
-// number of hits: HSET count and updated (the last hit's now), and
-// created (the first hit's) when the bucket is new, then PEXPIRE; the
-// index is looked at (PTTL) and written only when needed.
+// A[a+2j] (now) and A[a+2j+1] (increment), and puts each hit's count
+// after it: the counts of the same hits sent one by one. A hit that would
+// pass 2^53 puts "E" and its error instead, and counts nothing, as it
+// would alone. The bucket is written once, whatever the number of hits:
+// HSET count and updated (the last hit's now), and created (the first
+// hit's) when the bucket is new, then PEXPIRE; the index is looked at
+// (PTTL) and written only when needed.
 //
 // It reads every key it writes (HGET, PTTL) before its first write: where
 // a key is not served by this node (a slot moved or being migrated), it
@@ -109,19 +117,19 @@ local function fixed_hits(bucket, idx, ttl, A, a, m)
   local pttl = redis.call('PTTL', idx)
   local created = not n
   n = tonumber(n) or 0
-  local res, first, last = {}, nil, nil
+  local first, last = nil, nil
   for j = 0, m - 1 do
     local now, inc = A[a + 2 * j], tonumber(A[a + 2 * j + 1])
     if n > MAX - inc then
-      res[j + 1] = {err = 'ERR count would pass 2^53'}
+      put('EERR count would pass 2^53')
     else
       n = n + inc
-      res[j + 1] = n
+      put(n)
       first = first or now
       last = now
     end
   end
-  if not last then return res end
+  if not last then return end
   ST.w = true
   if created then
     redis.call('HSET', bucket, 'count', f(n), 'created', first, 'updated', last)
@@ -133,7 +141,6 @@ local function fixed_hits(bucket, idx, ttl, A, a, m)
     local member = string.match(string.sub(bucket, -21), ':(-?%d+)$')
     index_key(idx, string.sub(bucket, 1, #bucket - #member), member, ttl, created, pttl)
   end
-  return res
 end
 `
 
@@ -152,11 +159,10 @@ end
 // key's last ":" field, at most 20 bytes, so the match looks at the key's
 // last 21 bytes only; the key base is what precedes it.
 const hitSource = preludeLua + indexLua + fixedLua + `
-local ok, r = pcall(fixed_hits, KEYS[1], KEYS[2], tonumber(ARGV[3]), ARGV, 1, 1)
-if not ok then return redis.error_reply(errmsg(r)) end
-r = r[1]
-if type(r) == 'table' then return redis.error_reply(r.err) end
-return r
+local ok, e = pcall(fixed_hits, KEYS[1], KEYS[2], tonumber(ARGV[3]), ARGV, 1, 1)
+if not ok then return redis.error_reply(errmsg(e)) end
+if type(O[1]) == 'string' then return redis.error_reply(string.sub(O[1], 2)) end
+return O[1]
 `
 
 // hitScript is hitSource and its SHA1.

@@ -26,6 +26,9 @@ type call struct {
 	script *luaScript
 	keys   []string
 	args   []any
+	// cmd, when set, is the whole command, built at once (see batchCmd);
+	// keys and args are then unused.
+	cmd []any
 
 	val any   // the reply, when err is nil
 	err error // the last error, when the call failed
@@ -39,6 +42,9 @@ type call struct {
 	// calls of one batch with the same group can be merged (see sendMany).
 	// "" for other calls.
 	group string
+
+	// queued is set while the call waits in a coalescer's queue.
+	queued
 
 	// Room for a hit's keys and arguments, so that a hit is one
 	// allocation (see newHitCall).
@@ -179,6 +185,14 @@ func (s *sender) round(ctx context.Context, c conn, load *luaScript, calls []*ca
 
 // cmdArgs returns the command of the call: EVALSHA, or EVAL.
 func (cl *call) cmdArgs() []any {
+	if cl.cmd != nil {
+		if cl.eval {
+			cl.cmd[0], cl.cmd[1] = "eval", cl.script.src
+		} else {
+			cl.cmd[0], cl.cmd[1] = "evalsha", cl.script.sha
+		}
+		return cl.cmd
+	}
 	args := make([]any, 0, 3+len(cl.keys)+len(cl.args))
 	if cl.eval {
 		args = append(args, "eval", cl.script.src)
