@@ -88,7 +88,8 @@ type Options struct {
 	CoalesceMaxQueue int
 
 	// CoalesceFlushers is the most round trips of coalesced hits in flight
-	// to one node at a time. The default value is 4.
+	// to one node at a time: one batch runs while the next one gathers.
+	// The default value is 2.
 	CoalesceFlushers int
 
 	// CoalesceTimeout bounds one round trip of coalesced hits. Callers
@@ -130,7 +131,7 @@ const (
 	defaultCoalesce         = CoalesceOn
 	defaultCoalesceMaxBatch = 128
 	defaultCoalesceMaxQueue = 8192
-	defaultCoalesceFlushers = 4
+	defaultCoalesceFlushers = 2
 	defaultCoalesceTimeout  = time.Second
 )
 
