@@ -12,12 +12,11 @@ import (
 // windows), and call j (from 0) is A[a+3j..a+3j+2] (now, cost, "1" to
 // charge or "0" to peek). The arguments are read where they lie, in KEYS
 // and ARGV, and the work is done in scratch arrays, so that a call makes
-// no table. It puts each call's reply (see put): what the same calls sent
-// one by one would get. It does the model's arithmetic
-// (model.go) step for step, in Lua doubles, which are exact for every value
-// it meets (see Rule.Validate); floor and ceil divisions go through
-// math.fmod, which is exact, and numbers are written with f, never
-// tostring.
+// no table. It puts each call's reply in O (see preludeLua): what the
+// same calls sent one by one would get. It does the model's arithmetic
+// (model.go) step for step, in Lua doubles, which are exact for every
+// value it meets (see Rule.Validate); floor and ceil divisions go through
+// math.fmod, which is exact.
 //
 // A call's reply is a flat array of integers: 1 when the call is allowed
 // (0 otherwise), then per rule: allowed (1/0), remaining, resetAfter ms
@@ -41,19 +40,17 @@ import (
 const ruleLua = `
 local MARGIN = 1000 -- ruleTTLMarginMs
 local MAXTTL = 4398046511104 -- ruleMaxTTLMs
-local function divmod(a, b)
-  local r = math.fmod(a, b)
-  if r < 0 then r = r + b end
-  return (a - r) / b, r
-end
+local fmod = math.fmod
 local function dfloor(a, b)
-  local q = divmod(a, b)
-  return q
+  local r = fmod(a, b)
+  if r < 0 then r = r + b end
+  return (a - r) / b
 end
 local function dceil(a, b)
-  local q, r = divmod(a, b)
-  if r > 0 then q = q + 1 end
-  return q
+  local r = fmod(a, b)
+  if r < 0 then r = r + b end
+  if r > 0 then return (a - r) / b + 1 end
+  return a / b
 end
 local function rel(d, x)
   local y = d + x
@@ -198,14 +195,17 @@ local function rule_calls(idx, K, k0, n, P, p0, A, a, m)
       decide(i, now, cost)
       if not OK[i] then all = false end
     end
-    put(all and 1 or 0)
+    local k = ON
+    O[k + 1] = all and 1 or 0
     for i = 1, n do
       if all then
-        put(1); put(REMA[i]); put(RSTA[i]); put(0)
+        O[k + 2], O[k + 3], O[k + 4], O[k + 5] = 1, REMA[i], RSTA[i], 0
       else
-        put(OK[i] and 1 or 0); put(REM[i]); put(RST[i]); put(RTY[i])
+        O[k + 2], O[k + 3], O[k + 4], O[k + 5] = OK[i] and 1 or 0, REM[i], RST[i], RTY[i]
       end
+      k = k + 4
     end
+    ON = k + 1
     if all and A[q + 2] == '1' then
       charged = true
       for i = 1, n do
@@ -219,9 +219,13 @@ local function rule_calls(idx, K, k0, n, P, p0, A, a, m)
     ST.w = true
     for i = 1, n do
       local key = K[k0 + i]
-      local val = f(STT[i]) .. ':' .. f(STV[i])
-      if KIND[i] == 's' then val = val .. ':' .. f(STP[i]) end
-      redis.call('SET', key, val, 'PX', f(TTL[i]))
+      local val
+      if KIND[i] == 's' then
+        val = string.format('%d:%d:%d', STT[i], STV[i], STP[i])
+      else
+        val = string.format('%d:%d', STT[i], STV[i])
+      end
+      redis.call('SET', key, val, 'PX', TTL[i])
       if CR[i] or pttl < TTL[i] then -- else index_key has nothing to do
         local base = string.sub(idx, 1, #idx - 1)
         pttl = index_key(idx, base, string.sub(key, #base + 1), TTL[i], CR[i], pttl, true)

@@ -26,9 +26,12 @@ const (
 // before writing anything from one that may have written; and the reply
 // being built, one flat array: O, of ON values. Each call puts its reply
 // there with put, so that a batch of any size replies one array, with no
-// table per call. f writes a whole number in decimal: '%d' converts to a
-// 64-bit integer, exact for every whole double up to 2^53 (and about three
-// times as fast as '%.0f').
+// table per call.
+//
+// Whole numbers go to redis.call as Lua numbers: Redis writes a number
+// argument with "%.17g" (miniredis as an integer), exact for every whole
+// double up to 2^53. Where a script builds a string of numbers it uses
+// string.format('%d'), never tostring or '..' (14 digits only).
 const preludeLua = `
 local MAX = 9007199254740992
 local ST = {w = false}
@@ -36,9 +39,6 @@ local O, ON = {}, 0
 local function put(x)
   ON = ON + 1
   O[ON] = x
-end
-local function f(x)
-  return string.format('%d', x)
 end
 local function errmsg(e)
   if type(e) == 'table' and e.err then return e.err end
@@ -132,9 +132,9 @@ local function fixed_hits(bucket, idx, ttl, A, a, m)
   if not last then return end
   ST.w = true
   if created then
-    redis.call('HSET', bucket, 'count', f(n), 'created', first, 'updated', last)
+    redis.call('HSET', bucket, 'count', n, 'created', first, 'updated', last)
   else
-    redis.call('HSET', bucket, 'count', f(n), 'updated', last)
+    redis.call('HSET', bucket, 'count', n, 'updated', last)
   end
   redis.call('PEXPIRE', bucket, ttl)
   if created or pttl < ttl then
