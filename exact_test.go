@@ -706,6 +706,12 @@ func TestExactNoScriptBatch(t *testing.T) {
 	h := e.p.HoldReply(e.marker(key))
 	first := goHit(b, ctx, key)
 	await(t, h.Taken(), "the first hit reaches the node")
+	// Taken means the hit was passed to the node, which may still read
+	// SCRIPT FLUSH (on another connection) first: wait until it has run.
+	require.Eventually(t, func() bool {
+		n, err := e.raw.HGet(ctx, e.marker(key), fieldCount).Int64()
+		return err == nil && n == 1
+	}, 10*time.Second, time.Millisecond, "the first hit runs")
 	require.NoError(t, e.raw.ScriptFlush(ctx).Err())
 	var rest []<-chan hitResult
 	for i := 0; i < queued; i++ {
