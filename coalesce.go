@@ -119,7 +119,7 @@ func (c *coalescer) do(ctx context.Context, cl *call) outcome {
 		return outcome{err: err}
 	}
 	r := cl
-	r.ctx, r.done = ctx, make(chan struct{}, 1)
+	r.ctx, r.done = ctx, doneChans.Get().(chan struct{})
 	q.mu.Lock()
 	q.pending = append(q.pending, r)
 	start := q.active < c.flushers
@@ -130,19 +130,31 @@ func (c *coalescer) do(ctx context.Context, cl *call) outcome {
 	if start {
 		go c.flush(q)
 	}
+	out := r.wait()
+	// Every way out of wait leaves done empty, and the flusher sends on it
+	// only to a caller that waits: it can serve another call.
+	doneChans.Put(r.done)
+	return out
+}
 
+// doneChans holds the done channels of queued calls, for reuse.
+var doneChans = sync.Pool{New: func() any { return make(chan struct{}, 1) }}
+
+// wait waits until the queued call r is settled or its caller's context
+// ends, and returns how it ended.
+func (r *call) wait() outcome {
 	select {
 	case <-r.done:
-		return cl.outcome()
-	case <-ctx.Done():
+		return r.outcome()
+	case <-r.ctx.Done():
 		if r.state.CompareAndSwap(waiting, abandoned) {
-			return outcome{err: ctx.Err()} // never sent
+			return outcome{err: r.ctx.Err()} // never sent
 		}
 		if r.state.CompareAndSwap(taken, left) {
-			return outcome{err: ctx.Err(), ran: true} // on its way: may run
+			return outcome{err: r.ctx.Err(), ran: true} // on its way: may run
 		}
 		<-r.done // settled meanwhile
-		return cl.outcome()
+		return r.outcome()
 	}
 }
 

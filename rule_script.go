@@ -302,6 +302,9 @@ func ruleKeySet(prefix, id string, rules []Rule) ([]string, string) {
 	return keys, s
 }
 
+// kindArgs holds each kind's code as an argument, boxed once.
+var kindArgs = [...]any{kindNone: kindNone.code(), kindFixed: kindFixed.code(), kindSliding: kindSliding.code(), kindToken: kindToken.code(), kindLeaky: kindLeaky.code()}
+
 // ruleArgs returns the ARGV of ruleSource for a call at now (unix ms) of
 // cost over rules: a hit when charge is set, else a peek.
 func ruleArgs(now, cost int64, charge bool, rules []Rule) []any {
@@ -312,7 +315,7 @@ func ruleArgs(now, cost int64, charge bool, rules []Rule) []any {
 	}
 	args = append(args, now, cost, c)
 	for _, r := range rules {
-		args = append(args, r.kind.code(), r.period.Milliseconds(), r.limit, r.rate)
+		args = append(args, kindArgs[r.kind], r.period.Milliseconds(), r.limit, r.rate)
 	}
 	return args
 }
@@ -328,7 +331,6 @@ func parseRuleReply(v any, rules []Rule) (allowed bool, ds []RuleDecision, err e
 	if len(vals) != 1+4*len(rules) {
 		return false, nil, fmt.Errorf("%w: rule reply of %d values, want %d", errBadReply, len(vals), 1+4*len(rules))
 	}
-	nums := make([]int64, len(vals))
 	for i, x := range vals {
 		n, ok := x.(int64)
 		if !ok {
@@ -337,20 +339,20 @@ func parseRuleReply(v any, rules []Rule) (allowed bool, ds []RuleDecision, err e
 		if n < 0 || n > MaxValue || (i == 0 || i%4 == 1) && n > 1 { // flags at 0, 1, 5, 9, ...
 			return false, nil, fmt.Errorf("%w: rule reply value %d is %d", errBadReply, i, n)
 		}
-		nums[i] = n
 	}
-	allowed = nums[0] == 1
+	num := func(i int) int64 { return vals[i].(int64) }
+	allowed = num(0) == 1
 	all := true
 	ds = make([]RuleDecision, len(rules))
 	for i, r := range rules {
-		x := nums[1+4*i : 5+4*i]
+		x := 1 + 4*i
 		ds[i] = RuleDecision{
 			Rule:       r,
-			Allowed:    x[0] == 1,
+			Allowed:    num(x) == 1,
 			Limit:      r.limit,
-			Remaining:  x[1],
-			ResetAfter: msDuration(x[2]),
-			RetryAfter: msDuration(x[3]),
+			Remaining:  num(x + 1),
+			ResetAfter: msDuration(num(x + 2)),
+			RetryAfter: msDuration(num(x + 3)),
 		}
 		all = all && ds[i].Allowed
 	}
