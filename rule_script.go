@@ -67,26 +67,60 @@ local SS, STT, STV, STP, CR = {}, {}, {}, {}, {}
 local KIND, PER, LIM, RATE = {}, {}, {}, {}
 local OK, REM, RST, RTY, REMA, RSTA, NE, NV, NP, TTL = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
 
-local function decide(i, now, cost)
+-- decide decides rule i for a call at now of cost: OK[i]; when it allows,
+-- what a charge leaves (REMA, RSTA) and the state after it (NE, NV, NP);
+-- when it denies, the wait (RTY). What the rule says as it stands (REM,
+-- RST) is found only when it denies or standing is set: a call that every
+-- rule allows replies with what its charge leaves.
+local function decide(i, now, cost, standing)
   local kind, per, lim, rate = KIND[i], PER[i], LIM[i], RATE[i]
   local set, t, v, p = SS[i], STT[i], STV[i], STP[i]
   local e = now
   if set and t > now then e = t end
   local d = e - now
-  NE[i], REM[i], RST[i], RTY[i], NP[i] = e, 0, 0, 0, 0
-  if kind == 'f' then
+  local ok, rem, rst, rty = false, 0, 0, 0
+  NE[i], NP[i] = e, 0
+  if kind == 't' then
+    local cap = lim * per
+    local s = cap
+    if set then
+      s = v
+      -- full again once (e - t) * rate >= cap - s: the product is exact
+      -- below 2^53, and at or above it when it is not.
+      if (e - t) * rate >= cap - s then
+        s = cap
+      else
+        s = s + rate * (e - t)
+      end
+    end
+    local need = cost * per
+    ok = need <= s
+    if ok then
+      local after = s - need
+      REMA[i], RSTA[i], NV[i] = dfloor(after, per), rel(d, dceil(cap - after, rate)), after
+    else
+      rty = rel(d, dceil(need - s, rate))
+    end
+    if standing or not ok then
+      rem = dfloor(s, per)
+      if s < cap then rst = rel(d, dceil(cap - s, rate)) end
+    end
+  elseif kind == 'f' then
     local w = per
     local b = dfloor(e, w)
     local used = 0
     if set and dfloor(t, w) == b then used = v end
     local toend = rel(d, (b + 1) * w - e)
-    OK[i] = cost <= lim - used
-    REM[i] = math.max(0, lim - used)
-    if used > 0 then RST[i] = toend end
-    if OK[i] then
+    ok = cost <= lim - used
+    if ok then
       REMA[i], RSTA[i], NV[i] = lim - used - cost, toend, used + cost
     else
-      RTY[i] = toend
+      rty = toend
+    end
+    if standing or not ok then
+      rem = lim - used
+      if rem < 0 then rem = 0 end
+      if used > 0 then rst = toend end
     end
   elseif kind == 's' then
     local w = per
@@ -102,16 +136,11 @@ local function decide(i, now, cost)
       end
     end
     local room = lim * w - prev * (w - el) - cur * w
-    OK[i] = cost * w <= room
-    REM[i] = math.max(0, dfloor(room, w))
-    if cur > 0 then
-      RST[i] = rel(d, (b + 2) * w - e)
-    elseif prev > 0 then
-      RST[i] = rel(d, (b + 1) * w - e)
-    end
-    if OK[i] then
-      REMA[i] = math.max(0, dfloor(room - cost * w, w))
-      RSTA[i] = rel(d, (b + 2) * w - e)
+    ok = cost * w <= room
+    if ok then
+      local left = dfloor(room - cost * w, w)
+      if left < 0 then left = 0 end
+      REMA[i], RSTA[i] = left, rel(d, (b + 2) * w - e)
       NV[i], NP[i] = cur + cost, prev
     else
       local y
@@ -120,53 +149,45 @@ local function decide(i, now, cost)
       else
         y = (w - el) + w - dfloor((lim - cost) * w, cur)
       end
-      RTY[i] = rel(d, y)
+      rty = rel(d, y)
     end
-  elseif kind == 't' then
-    local full = lim * per
-    local s = full
-    if set then
-      s = v
-      if e - t >= dceil(full - s, rate) then
-        s = full
-      else
-        s = s + rate * (e - t)
+    if standing or not ok then
+      rem = dfloor(room, w)
+      if rem < 0 then rem = 0 end
+      if cur > 0 then
+        rst = rel(d, (b + 2) * w - e)
+      elseif prev > 0 then
+        rst = rel(d, (b + 1) * w - e)
       end
     end
-    local need = cost * per
-    OK[i] = need <= s
-    REM[i] = dfloor(s, per)
-    if s < full then RST[i] = rel(d, dceil(full - s, rate)) end
-    if OK[i] then
-      s = s - need
-      REMA[i], RSTA[i], NV[i] = dfloor(s, per), rel(d, dceil(full - s, rate)), s
-    else
-      RTY[i] = rel(d, dceil(need - s, rate))
-    end
   elseif kind == 'l' then
-    local caps = lim * per
+    local cap = lim * per
     local lv = 0
     if set then
       lv = v
-      if e - t >= dceil(lv, rate) then
+      -- empty again once (e - t) * rate >= lv (see 't')
+      if (e - t) * rate >= lv then
         lv = 0
       else
         lv = lv - rate * (e - t)
       end
     end
     local need = cost * per
-    OK[i] = need <= caps - lv
-    REM[i] = dfloor(caps - lv, per)
-    if lv > 0 then RST[i] = rel(d, dceil(lv, rate)) end
-    if OK[i] then
-      lv = lv + need
-      REMA[i], RSTA[i], NV[i] = dfloor(caps - lv, per), rel(d, dceil(lv, rate)), lv
+    ok = need <= cap - lv
+    if ok then
+      local after = lv + need
+      REMA[i], RSTA[i], NV[i] = dfloor(cap - after, per), rel(d, dceil(after, rate)), after
     else
-      RTY[i] = rel(d, dceil(need - (caps - lv), rate))
+      rty = rel(d, dceil(need - (cap - lv), rate))
+    end
+    if standing or not ok then
+      rem = dfloor(cap - lv, per)
+      if lv > 0 then rst = rel(d, dceil(lv, rate)) end
     end
   else
     error({err = 'ERR unknown rule kind'})
   end
+  OK[i], REM[i], RST[i], RTY[i] = ok, rem, rst, rty
 end
 
 local function rule_calls(idx, K, k0, n, P, p0, A, a, m)
@@ -192,8 +213,13 @@ local function rule_calls(idx, K, k0, n, P, p0, A, a, m)
     local now, cost = tonumber(A[q]), tonumber(A[q + 1])
     local all = true
     for i = 1, n do
-      decide(i, now, cost)
+      decide(i, now, cost, false)
       if not OK[i] then all = false end
+    end
+    if not all then -- the reply says where each rule stands
+      for i = 1, n do
+        if OK[i] then decide(i, now, cost, true) end
+      end
     end
     local k = ON
     O[k + 1] = all and 1 or 0
@@ -210,7 +236,9 @@ local function rule_calls(idx, K, k0, n, P, p0, A, a, m)
       charged = true
       for i = 1, n do
         SS[i], STT[i], STV[i], STP[i] = true, NE[i], NV[i], NP[i]
-        TTL[i] = math.min(RSTA[i] + MARGIN, MAXTTL)
+        local ttl = RSTA[i] + MARGIN
+        if ttl > MAXTTL then ttl = MAXTTL end
+        TTL[i] = ttl
       end
     end
   end
