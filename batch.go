@@ -282,7 +282,7 @@ func (s *sender) settleBatch(b *call, units []unit, resend []*call) []*call {
 			break
 		}
 		starts = append(starts, at)
-		if e, ok := entries[at].(string); ok && (strings.HasPrefix(e, "N") || strings.HasPrefix(e, "W")) {
+		if _, failed := unitFailure(entries[at]); failed {
 			at++
 			continue
 		}
@@ -294,7 +294,7 @@ func (s *sender) settleBatch(b *call, units []unit, resend []*call) []*call {
 	}
 	for i, u := range units {
 		at := starts[i]
-		if e, ok := entries[at].(string); ok && (strings.HasPrefix(e, "N") || strings.HasPrefix(e, "W")) {
+		if e, failed := unitFailure(entries[at]); failed {
 			if e[0] == 'N' {
 				resend = append(resend, u.calls...)
 			} else { // it may have written
@@ -320,6 +320,13 @@ func (s *sender) settleBatch(b *call, units []unit, resend []*call) []*call {
 		}
 	}
 	return resend
+}
+
+// unitFailure reports whether v, the first value of a unit's entry in a
+// batch reply, says that the unit failed ("N" or "W" and the error).
+func unitFailure(v any) (string, bool) {
+	e, ok := v.(string)
+	return e, ok && (strings.HasPrefix(e, "N") || strings.HasPrefix(e, "W"))
 }
 
 // replyWidth is the number of values of cl's reply in a batch reply: one
