@@ -52,15 +52,18 @@ func escapeID(id string) string {
 // is the base followed by indexSuffix.
 func keyBase(prefix, id string) string {
 	e := escapeID(id)
-	return string(appendBase(make([]byte, 0, len(prefix)+len(e)+3), prefix, e))
+	var sb strings.Builder
+	sb.Grow(len(prefix) + len(e) + 3)
+	writeBase(&sb, prefix, e)
+	return sb.String()
 }
 
-// appendBase appends "<prefix>{<escaped>}:" to b.
-func appendBase(b []byte, prefix, escaped string) []byte {
-	b = append(b, prefix...)
-	b = append(b, '{')
-	b = append(b, escaped...)
-	return append(b, '}', ':')
+// writeBase writes "<prefix>{<escaped>}:" to sb.
+func writeBase(sb *strings.Builder, prefix, escaped string) {
+	sb.WriteString(prefix)
+	sb.WriteByte('{')
+	sb.WriteString(escaped)
+	sb.WriteString("}:")
 }
 
 const indexSuffix = "i"
@@ -84,15 +87,9 @@ func hitKeys(prefix string, k BucketKey) (bucket, index string) {
 	digits := strconv.AppendInt(num[:0], k.Bucket, 10)
 	var sb strings.Builder
 	sb.Grow(2*n + len(indexSuffix) + len(digits))
-	for i := 0; i < 2; i++ {
-		sb.WriteString(prefix)
-		sb.WriteByte('{')
-		sb.WriteString(e)
-		sb.WriteString("}:")
-		if i == 0 {
-			sb.WriteString(indexSuffix)
-		}
-	}
+	writeBase(&sb, prefix, e)
+	sb.WriteString(indexSuffix)
+	writeBase(&sb, prefix, e)
 	sb.Write(digits)
 	s := sb.String()
 	return s[n+len(indexSuffix):], s[:n+len(indexSuffix)]

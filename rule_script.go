@@ -309,10 +309,7 @@ func ruleKeySet(prefix, id string, rules []Rule) ([]string, string) {
 	var endsBuf [16]int
 	ends := endsBuf[:0] // where each key ends in the string
 	for i := -1; i < len(rules); i++ {
-		sb.WriteString(prefix)
-		sb.WriteByte('{')
-		sb.WriteString(e)
-		sb.WriteString("}:")
+		writeBase(&sb, prefix, e)
 		if i < 0 {
 			sb.WriteString(indexSuffix)
 		} else {
