@@ -14,9 +14,11 @@ import (
 // and ARGV, and the work is done in scratch arrays, so that a call makes
 // no table. It puts each call's reply in O (see preludeLua): what the
 // same calls sent one by one would get. It does the model's arithmetic
-// (model.go) step for step, in Lua doubles, which are exact for every
-// value it meets (see Rule.Validate); floor and ceil divisions go through
-// math.fmod, which is exact.
+// (model.go), in Lua doubles, which are exact for every value it meets
+// (see Rule.Validate); floor and ceil divisions go through math.fmod,
+// which is exact. Where the model asks whether el >= divCeil(x, rate), the
+// script asks whether el * rate >= x, the same test: a whole product below
+// 2^53 is exact, and rounding never brings a larger one below x.
 //
 // A call's reply is a flat array of integers: 1 when the call is allowed
 // (0 otherwise), then per rule: allowed (1/0), remaining, resetAfter ms
