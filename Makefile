@@ -37,9 +37,10 @@ bench: redis
 	cd bench && HAMMER_PEER_BENCH=1 $(GO) test -run 'TestPeers|TestRedisCPU|TestMemory' -count=1 -v -timeout 30m .
 
 # bench-go runs the Go benchmarks of the root package (miniredis and a real
-# cluster, with a raw go-redis baseline in the same run).
+# cluster, with a raw go-redis baseline in the same run, and the batch
+# script's cost on one node).
 bench-go: redis
-	$(GO) test -run '^$$' -bench 'CheckRate|Hit|DenyCache|Latency' -benchtime 3s -timeout 30m .
+	$(GO) test -run '^$$' -bench 'CheckRate|Hit|DenyCache|Latency|BatchScript' -benchtime 3s -timeout 30m .
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
