@@ -18,7 +18,8 @@ type Backend interface {
 	GetBucket(ctx context.Context, key BucketKey) (*BucketInfo, error)
 
 	// DeleteBuckets deletes every bucket of id, in every window, and
-	// returns how many it deleted.
+	// returns how many it deleted. A RuleBackend deletes the states of
+	// the id's rules too, and counts them.
 	DeleteBuckets(ctx context.Context, id string) (int64, error)
 }
 

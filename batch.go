@@ -23,9 +23,9 @@ import (
 // path, one script call each with declared keys, where MOVED, ASK and
 // TRYAGAIN are followed. A unit never runs in part.
 //
-// Calls of one batch for the same key (a hot id) are merged into one unit,
-// which applies them one after another in queue order and writes once;
-// each call gets the reply it would have got alone, in that order.
+// Calls of one batch for the same key and rules (a hot id) are merged into
+// one unit, which applies them one after another in queue order and writes
+// once; each call gets the reply it would have got alone, in that order.
 //
 // Where the script cannot be loaded (Redis before 7, or a server without
 // script flags, such as miniredis), batches are off: calls go as a
@@ -37,8 +37,8 @@ import (
 //
 //	ARGV[1]  the bucket TTL (ms), then each unit, one after another:
 //	"h", bucket key, index key, m, then m times: now, increment
-//	"r", index key, n, n state keys, 4n rule parameters, m, then m
-//	     times: now, cost, "1" to charge or "0" to peek
+//	"r", rule record key, n, 5n rule parameters, m, then m times: now,
+//	     cost, "1" to charge or "0" to peek
 //
 // A unit's entry is its m replies, one after another: for "h", a count or
 // "E<error>" for a hit that failed alone; for "r", the 1+4n integers of a
@@ -65,11 +65,10 @@ while a <= na do
     a = a + 4 + 2 * m
   elseif kind == 'r' then
     local n = tonumber(ARGV[a + 2])
-    local k0 = a + 2 -- the state keys: ARGV[k0+1..k0+n]
-    local p0 = k0 + n -- the rules' parameters: ARGV[p0+1..p0+4n]
-    local mi = p0 + 4 * n + 1
+    local p0 = a + 2 -- the rules' parameters: ARGV[p0+1..p0+5n]
+    local mi = p0 + 5 * n + 1
     local m = tonumber(ARGV[mi])
-    local ok, e = pcall(rule_calls, ARGV[a + 1], ARGV, k0, n, ARGV, p0, ARGV, mi + 1, m)
+    local ok, e = pcall(rule_calls, ARGV[a + 1], n, ARGV, p0, ARGV, mi + 1, m)
     if not ok then failed(start, e) end
     a = mi + 1 + 3 * m
   else
@@ -175,22 +174,33 @@ func (s *sender) batching(ctx context.Context, node conn) bool {
 
 // groupUnits merges calls of one group (see call.group) into units, in
 // the order of their first call. Calls of no group are returned apart, to
-// be sent alone. A bucket key never names a rule call's key set, which
-// starts with an index key, so the groups of the two scripts never meet.
-// A unit of one call shares calls' array.
+// be sent alone. A bucket key never names a rule call (see ruleKeySet), so
+// the groups of the two scripts never meet. Calls of one id over different
+// rule sets share their first key, the id's rule record: a call joins its
+// group's unit only while that unit is the latest on its first key, so
+// that the calls on one key run in queue order. A unit of one call shares
+// calls' array.
 func groupUnits(calls []*call) (units []unit, single []*call) {
 	units = make([]unit, 0, len(calls))
 	byGroup := make(map[string]int, len(calls)) // index in units
+	var byKey map[string]int                    // the latest unit on a rule record
 	for i, cl := range calls {
 		if cl.group == "" {
 			single = append(single, cl)
 			continue
 		}
-		if j, ok := byGroup[cl.group]; ok {
+		shared := cl.group != cl.keys[0] // a rule call: its key is the id's
+		if j, ok := byGroup[cl.group]; ok && (!shared || byKey[cl.keys[0]] == j) {
 			units[j].calls = append(units[j].calls, cl)
 			continue
 		}
 		byGroup[cl.group] = len(units)
+		if shared {
+			if byKey == nil {
+				byKey = make(map[string]int, len(calls))
+			}
+			byKey[cl.keys[0]] = len(units)
+		}
 		units = append(units, unit{calls: calls[i : i+1 : i+1]})
 	}
 	return units, single
@@ -206,7 +216,7 @@ func batchCmd(units []unit) []any {
 		if first.script == hitScript {
 			size += 4 + 2*len(u.calls)
 		} else {
-			size += 4 + 5*(len(first.keys)-1) + 3*len(u.calls)
+			size += 4 + 5*ruleCallRules(first) + 3*len(u.calls)
 		}
 	}
 	args := make([]any, 4, size)
@@ -222,12 +232,8 @@ func batchCmd(units []unit) []any {
 			}
 			continue
 		}
-		// ruleSource's ARGV: now, cost, charge, then 4 per rule.
-		n := len(first.keys) - 1
-		args = append(args, "r", first.keys[0], n)
-		for _, k := range first.keys[1:] {
-			args = append(args, k)
-		}
+		// ruleSource's ARGV: now, cost, charge, then 5 per rule.
+		args = append(args, "r", first.keys[0], ruleCallRules(first))
 		args = append(args, first.args[3:]...)
 		args = append(args, len(u.calls))
 		for _, cl := range u.calls {
@@ -335,7 +341,7 @@ func replyWidth(cl *call) int {
 	if cl.script == hitScript {
 		return 1
 	}
-	return 1 + 4*(len(cl.keys)-1)
+	return 1 + 4*ruleCallRules(cl)
 }
 
 // settleUnits gives every call of units the outcome out.

@@ -130,8 +130,7 @@ func (b *ClusterBackend) ChargeRules(ctx context.Context, id string, rules []Rul
 	if !charge {
 		op = "peek"
 	}
-	keys, set := ruleKeySet(b.cfg.prefix, id, rules)
-	cl := &call{script: ruleScript, keys: keys, args: ruleArgs(now, cost, charge, rules), group: set}
+	cl := newRuleCall(b.cfg.prefix, id, rules, now, cost, charge)
 	out := b.run(ctx, cl)
 	if out.err != nil {
 		out.ran = out.ran && charge // a peek changes nothing
@@ -174,26 +173,38 @@ func (b *ClusterBackend) GetBucket(ctx context.Context, key BucketKey) (*BucketI
 	return info, nil
 }
 
-// DeleteBuckets deletes every bucket of id and returns how many it deleted.
-// It reads the id's index (ZRANGE), then deletes the buckets listed there
-// with one script per 1000 buckets: O(buckets of id), never a scan, and
-// only keys of id. A bucket created while it runs is left alone.
+// DeleteBuckets deletes every bucket of id, and the states of its rules,
+// and returns how many it deleted. It reads the id's index (ZRANGE) and
+// whether the id's rule record exists, in one round trip, then deletes the
+// buckets listed with one script per 1000 buckets, the first of which also
+// deletes the rule record, whose key it knows: O(buckets of id), never a
+// scan, and only keys of id. A bucket or a rule record created while it
+// runs is left alone.
 func (b *ClusterBackend) DeleteBuckets(ctx context.Context, id string) (int64, error) {
 	if err := checkID(id, b.cfg.maxIDBytes); err != nil {
 		return 0, err
 	}
 	base := keyBase(b.cfg.prefix, id)
-	index := base + indexSuffix
-	members, err := b.client.ZRange(ctx, index, 0, -1).Result()
+	index, record := base+indexSuffix, base+ruleSuffix
+	var (
+		listed *redis.StringSliceCmd
+		rules  *redis.IntCmd
+	)
+	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		listed = p.ZRange(ctx, index, 0, -1)
+		rules = p.Exists(ctx, record)
+		return nil
+	})
 	if err != nil {
 		return 0, b.wrap("delete buckets", id, outcome{err: err})
 	}
+	members := listed.Val()
 	var deleted int64
-	for len(members) > 0 {
+	for first := rules.Val() > 0; first || len(members) > 0; first = false {
 		chunk := members[:min(len(members), deleteChunk)]
 		members = members[len(chunk):]
-		keys := make([]string, 1, len(chunk)+1)
-		keys[0] = index
+		keys := make([]string, 2, len(chunk)+2)
+		keys[0], keys[1] = index, record
 		args := make([]any, len(chunk))
 		for i, m := range chunk {
 			keys = append(keys, base+m)

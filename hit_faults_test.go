@@ -3,7 +3,6 @@ package hammer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -122,12 +121,13 @@ func (hl *hitLoad) checkExact(t *testing.T) {
 			require.GreaterOrEqual(t, took, acked, "id %q: an allowed Hit was lost", id)
 			require.LessOrEqual(t, took, acked+maybe, "id %q: a Hit was counted twice (%d allowed, %d maybe counted)", id, acked, maybe)
 		}
-		stored := readStates(t, hl.raw, ruleKeys(hl.prefix, id, hitFaultRules)[1:])
-		want := []string{
-			fmt.Sprintf("%d:%d", hitFaultNow, took),
-			fmt.Sprintf("%d:%d", hitFaultNow, (hitFaultRules[1].Limit()-took)*time.Hour.Milliseconds()),
+		stored := snapRule(t, hl.raw, hl.prefix, id)
+		require.Len(t, stored.entries, 2, "id %q: %q", id, stored.val)
+		want := []ruleState{
+			{set: true, t: hitFaultNow, v: took},
+			{set: true, t: hitFaultNow, v: (hitFaultRules[1].Limit() - took) * time.Hour.Milliseconds()},
 		}
-		require.Equal(t, want, stored, "id %q: stored states", id)
+		require.Equal(t, want, []ruleState{stored.entries[hitFaultRules[0].member()].st, stored.entries[hitFaultRules[1].member()].st}, "id %q: stored states", id)
 	}
 }
 
@@ -191,12 +191,13 @@ func TestHitFaultMoveSlots(t *testing.T) {
 			}
 			hl.finish(t, "while slots move")
 
-			// DeleteBuckets finds the moved states: one key per rule.
+			// DeleteBuckets finds the moved states: one per rule.
 			for _, id := range hl.byMaster[from] {
 				n, err := hl.l.DeleteBuckets(context.Background(), id)
 				require.NoError(t, err)
 				assert.Equal(t, int64(len(hitFaultRules)), n, "id %q", id)
-				left, err := hl.raw.Exists(context.Background(), ruleKeys(hl.prefix, id, hitFaultRules)...).Result()
+				base := keyBase(hl.prefix, id)
+				left, err := hl.raw.Exists(context.Background(), base+ruleSuffix, base+indexSuffix).Result()
 				require.NoError(t, err)
 				assert.Zero(t, left, "id %q: no state and no index left", id)
 			}

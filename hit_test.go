@@ -55,49 +55,17 @@ func isRealCluster(e *env) bool {
 	return ok
 }
 
-// holdStates raises the TTLs of the state keys of one id to 10 minutes on
-// a real cluster, where TTLs pass in real time while the tests' clocks are
+// holdRecord raises the TTL of the rule record of id to 10 minutes on a
+// real cluster, where TTLs pass in real time while the tests' clocks are
 // fake: a state the model still holds must not expire there. It changes no
-// decision: the script reads values, never TTLs.
-func holdStates(t *testing.T, e *env, keys []string) {
+// decision: the script reads entries, never TTLs.
+func holdRecord(t *testing.T, e *env, id string) {
 	t.Helper()
 	if !isRealCluster(e) {
 		return
 	}
-	ctx := context.Background()
-	_, err := e.raw.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, k := range keys {
-			p.PExpire(ctx, k, 10*time.Minute)
-		}
-		return nil
-	})
-	require.NoError(t, err)
-}
-
-// readStates returns what Redis holds under keys (all in one slot), ""
-// for a missing key, in one pipeline.
-func readStates(t *testing.T, rdb redis.UniversalClient, keys []string) []string {
-	t.Helper()
-	ctx := context.Background()
-	cmds := make([]*redis.StringCmd, len(keys))
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			cmds[i] = p.Get(ctx, k)
-		}
-		return nil
-	})
-	if err != redis.Nil {
-		require.NoError(t, err)
-	}
-	out := make([]string, len(keys))
-	for i, c := range cmds {
-		v, err := c.Result()
-		if err != redis.Nil {
-			require.NoError(t, err)
-		}
-		out[i] = v
-	}
-	return out
+	key, _ := ruleKeySet(e.prefix, id, nil)
+	require.NoError(t, e.raw.PExpire(context.Background(), key, 10*time.Minute).Err())
 }
 
 // hitRulePool is the rules one random sequence draws its calls from: three
@@ -143,7 +111,10 @@ type hitCounts struct {
 // state. Every Decision must be the model's, whole, and after every call
 // Redis must hold exactly the model's state of every rule of the pool.
 //
-// On the real cluster the states written are held (holdStates).
+// Entries of the pool's rules that a call does not charge are dropped by a
+// charged call at or after their x, and by the model too.
+//
+// On the real cluster the states written are held (holdRecord).
 func TestHitMatchesModel(t *testing.T) {
 	seed := *hitSeed
 	if seed == 0 {
@@ -193,8 +164,7 @@ func runHitSeq(t *testing.T, e *env, l *Limiter, clk *clock, rng *rand.Rand, seq
 		id = oddIDs[rng.IntN(len(oddIDs))] + id
 	}
 	pool := hitRulePool(rng)
-	poolKeys := ruleKeys(e.prefix, id, pool)[1:]
-	model := map[Rule]ruleState{}
+	model := map[Rule]recEntry{}
 	now := modelBase + rng.Int64N(10_000_000)
 	for step := 0; step < n; step++ {
 		d := randClockStep(rng)
@@ -216,7 +186,7 @@ func runHitSeq(t *testing.T, e *env, l *Limiter, clk *clock, rng *rand.Rand, seq
 
 		states := make([]ruleState, len(rules))
 		for i, r := range rules {
-			states[i] = model[r]
+			states[i] = model[r].st
 		}
 		res := evalRules(states, rules, now, cost, charge)
 		var got Decision
@@ -250,18 +220,20 @@ func runHitSeq(t *testing.T, e *env, l *Limiter, clk *clock, rng *rand.Rand, seq
 			}
 		}
 		if charge && res.allowed {
+			for r, en := range model {
+				if en.x <= now {
+					delete(model, r)
+				}
+			}
 			for i, r := range rules {
-				model[r] = res.states[i]
+				model[r] = recEntry{st: res.states[i], x: now + res.ttlsMs[i]}
 			}
-			holdStates(t, e, ruleKeys(e.prefix, id, rules)[1:])
+			holdRecord(t, e, id)
 		}
-		stored := readStates(t, e.raw, poolKeys)
-		for i, r := range pool {
-			want := ""
-			if model[r].set {
-				want = encodeRuleState(r, model[r])
-			}
-			require.Equal(t, want, stored[i], "%s: stored state of %v", where, r)
+		stored := snapRule(t, e.raw, e.prefix, id)
+		require.Len(t, stored.entries, len(model), "%s: entries of %q", where, stored.val)
+		for r, en := range model {
+			require.Equal(t, en, stored.entries[r.member()], "%s: stored entry of %v", where, r)
 		}
 	}
 }
@@ -306,7 +278,7 @@ func TestHitTokenBucketBound(t *testing.T) {
 					denied++
 					continue
 				}
-				holdStates(t, e, ruleKeys(e.prefix, id, []Rule{r})[1:])
+				holdRecord(t, e, id)
 				times, costs = append(times, now), append(costs, cost)
 			}
 			for i := range times {
@@ -373,7 +345,7 @@ func TestHitWindowEdge(t *testing.T) {
 				denied++
 				continue
 			}
-			holdStates(t, e, ruleKeys(e.prefix, "edge:random", []Rule{r})[1:])
+			holdRecord(t, e, "edge:random")
 			times, costs = append(times, now), append(costs, cost)
 		}
 		most := maxCostInSpan(times, costs, r.Window().Milliseconds())
@@ -395,18 +367,16 @@ var hitTestRules = []Rule{
 // requireUnchanged checks that nothing under the keys of a snapshot changed:
 // the values, byte for byte (DUMP), the index, and the TTLs (which fall on a
 // real server).
-func requireUnchanged(t *testing.T, e *env, keys []string, before, after ruleSnap, what string) {
+func requireUnchanged(t *testing.T, e *env, before, after ruleSnap, what string) {
 	t.Helper()
-	assert.Equal(t, before.dumps, after.dumps, "%s: a state was written", what)
-	assert.Equal(t, before.vals, after.vals, "%s: a state was written", what)
+	assert.Equal(t, before.dump, after.dump, "%s: a state was written", what)
+	assert.Equal(t, before.val, after.val, "%s: a state was written", what)
 	assert.Equal(t, before.index, after.index, "%s: the index was written", what)
-	for i, k := range keys {
-		if isRealCluster(e) && before.pttls[i] >= 0 {
-			assert.LessOrEqual(t, after.pttls[i], before.pttls[i], "%s: TTL of %s", what, k)
-			assert.Positive(t, after.pttls[i], "%s: TTL of %s", what, k)
-		} else {
-			assert.Equal(t, before.pttls[i], after.pttls[i], "%s: TTL of %s", what, k)
-		}
+	if isRealCluster(e) && before.pttl >= 0 {
+		assert.LessOrEqual(t, after.pttl, before.pttl, "%s: TTL of the record", what)
+		assert.Positive(t, after.pttl, "%s: TTL of the record", what)
+	} else {
+		assert.Equal(t, before.pttl, after.pttl, "%s: TTL of the record", what)
 	}
 }
 
@@ -419,7 +389,6 @@ func TestHitDeniedChangesNothing(t *testing.T) {
 		clk := newClock(hourBase + 250)
 		l := New(e.backend(t, nil), WithClock(clk.now))
 		const id = "denied"
-		keys := ruleKeys(e.prefix, id, hitTestRules)
 		for i := 0; i < 3; i++ { // the leaky bucket is full after 3
 			d, err := l.Hit(ctx, id, hitTestRules...)
 			require.NoError(t, err)
@@ -431,14 +400,14 @@ func TestHitDeniedChangesNothing(t *testing.T) {
 			require.NoError(t, err)
 			require.False(t, peek.Allowed, "at +%d", at)
 			require.Equal(t, []bool{true, true, true, false}, ruleAllowed(peek), "only the leaky bucket denies")
-			before := snapRule(t, e.raw, keys)
+			before := snapRule(t, e.raw, e.prefix, id)
 			for _, cost := range []int64{1, 2, 3} {
 				d, err := l.HitN(ctx, id, cost, hitTestRules...)
 				require.NoError(t, err)
 				require.False(t, d.Allowed, "at +%d cost %d", at, cost)
 			}
-			after := snapRule(t, e.raw, keys)
-			requireUnchanged(t, e, keys, before, after, fmt.Sprintf("denied hits at +%d", at))
+			after := snapRule(t, e.raw, e.prefix, id)
+			requireUnchanged(t, e, before, after, fmt.Sprintf("denied hits at +%d", at))
 			again, err := l.Peek(ctx, id, hitTestRules...)
 			require.NoError(t, err)
 			require.Equal(t, peek, again, "at +%d: Peek after the denied hits", at)
@@ -475,13 +444,12 @@ type hitStep struct {
 func runHitTable(t *testing.T, e *env, l *Limiter, clk *clock, base int64, id string, rules []Rule, steps []hitStep) {
 	t.Helper()
 	ctx := context.Background()
-	keys := ruleKeys(e.prefix, id, rules)
 	for i, s := range steps {
 		clk.set(base + s.at)
-		before := snapRule(t, e.raw, keys)
+		before := snapRule(t, e.raw, e.prefix, id)
 		peek, err := l.Peek(ctx, id, rules...)
 		require.NoError(t, err)
-		requireUnchanged(t, e, keys, before, snapRule(t, e.raw, keys), fmt.Sprintf("step %d: peek", i))
+		requireUnchanged(t, e, before, snapRule(t, e.raw, e.prefix, id), fmt.Sprintf("step %d: peek", i))
 		hit, err := l.Hit(ctx, id, rules...)
 		require.NoError(t, err)
 		require.Equal(t, peek, hit, "step %d (at %d): Peek says what Hit then does", i, s.at)
@@ -603,8 +571,9 @@ func TestHitConcurrent(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, wantDecision(evalRules(states, rules, now, 1, false).decisions), peek)
 		assert.Equal(t, []int64{0, 200}, []int64{peek.Rules[0].Remaining, peek.Rules[1].Remaining})
-		stored := readStates(t, e.raw, ruleKeys(e.prefix, id, rules)[1:])
-		assert.Equal(t, []string{encodeRuleState(rules[0], states[0]), encodeRuleState(rules[1], states[1])}, stored)
+		stored := snapRule(t, e.raw, e.prefix, id)
+		require.Len(t, stored.entries, 2, stored.val)
+		assert.Equal(t, []ruleState{states[0], states[1]}, []ruleState{stored.entries[rules[0].member()].st, stored.entries[rules[1].member()].st})
 	})
 }
 
@@ -733,11 +702,13 @@ func TestHitNoRuleBackend(t *testing.T) {
 }
 
 // TestHitKeysAndTTLs checks the keys that Hits with several rules write on
-// one id: all in the id's slot, one per rule (rules that differ in any
-// parameter have keys of their own), each with a TTL of at most the rule's
-// (exactly it where time stands still), and that DeleteBuckets removes
-// every one of them and the id's CheckRate buckets, counting the live ones,
-// and leaves no key of the id and every key of another id.
+// one id: all in the id's slot; one rule record, with an entry per rule
+// (rules that differ in any parameter have entries of their own), each
+// with its x, the instant it is back to full with the margin to spare; the
+// record with the TTL of its latest entry (exactly it where time stands
+// still); no index for the rules. And that DeleteBuckets removes the
+// record and the id's CheckRate buckets, counting the rule states and the
+// live buckets, and leaves no key of the id and every key of another id.
 func TestHitKeysAndTTLs(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, e *env) {
 		ctx := context.Background()
@@ -746,8 +717,9 @@ func TestHitKeysAndTTLs(t *testing.T) {
 		// Rules that differ from the first set in one parameter each.
 		others := []Rule{FixedWindow(time.Minute, 6), TokenBucket(7, time.Minute, 11), TokenBucket(8, time.Minute, 10), LeakyBucket(1, 91*time.Second, 3)}
 		all := append(slices.Clone(hitTestRules), others...)
-		ttls := map[Rule]int64{} // each rule's TTL by its latest charge, of the id last written
-		var buckets []string     // the CheckRate buckets of the id last written
+		xs := map[Rule]int64{} // each rule's x by its latest charge, of the id last written
+		var buckets []string   // the CheckRate buckets of the id last written
+		var last int64         // the now of the latest charge
 
 		write := func(id string) {
 			t.Helper()
@@ -757,8 +729,9 @@ func TestHitKeysAndTTLs(t *testing.T) {
 					d, err := l.HitN(ctx, id, 1+int64(i), rules...)
 					require.NoError(t, err)
 					require.True(t, d.Allowed)
+					last = clk.now().UnixMilli()
 					for _, rd := range d.Rules {
-						ttls[rd.Rule] = ruleTTL(rd.ResetAfter.Milliseconds())
+						xs[rd.Rule] = last + ruleTTL(rd.ResetAfter.Milliseconds())
 					}
 				}
 			}
@@ -787,12 +760,10 @@ func TestHitKeysAndTTLs(t *testing.T) {
 			write(other)
 		}
 		keys := keysOf(id)
-		stateKeys := ruleKeys(e.prefix, id, all)
-		now := clk.now().UnixMilli()
-		want := append(slices.Clone(stateKeys), buckets...)
+		record, _ := ruleKeySet(e.prefix, id, nil)
+		want := append([]string{record, keyBase(e.prefix, id) + indexSuffix}, buckets...)
 		slices.Sort(want)
-		require.Equal(t, want, keys, "an index, a key per rule, a key per window")
-		require.Len(t, keys, 1+len(all)+2, "no two rules share a key")
+		require.Equal(t, want, keys, "a rule record, an index of the buckets, a key per window")
 
 		tag := testcluster.HashTag(keys[0])
 		require.NotEqual(t, keys[0], tag)
@@ -800,19 +771,19 @@ func TestHitKeysAndTTLs(t *testing.T) {
 			assert.Equal(t, tag, testcluster.HashTag(k), "key %q", k)
 			assert.Equal(t, testcluster.Slot(keys[0]), testcluster.Slot(k), "key %q", k)
 		}
-		idxTTL, err := e.raw.Do(ctx, "PTTL", stateKeys[0]).Int64()
-		require.NoError(t, err)
-		for i, r := range all {
-			k := stateKeys[1+i]
-			pttl, err := e.raw.Do(ctx, "PTTL", k).Int64()
-			require.NoError(t, err)
-			assert.Positive(t, pttl, "%v", r)
-			assert.LessOrEqual(t, pttl, ttls[r], "%v", r)
-			if !isRealCluster(e) {
-				assert.Equal(t, ttls[r], pttl, "%v: the TTL is the rule's, exactly", r)
-			}
-			assert.GreaterOrEqual(t, idxTTL, pttl, "%v: the index outlives it", r)
+		snap := snapRule(t, e.raw, e.prefix, id)
+		require.Len(t, snap.entries, len(all), "an entry per rule: %q", snap.val)
+		var ttl int64
+		for _, r := range all {
+			assert.Equal(t, xs[r], snap.entries[r.member()].x, "%v", r)
+			ttl = max(ttl, xs[r]-last)
 		}
+		assert.Positive(t, snap.pttl)
+		assert.LessOrEqual(t, snap.pttl, ttl)
+		if !isRealCluster(e) {
+			assert.Equal(t, ttl, snap.pttl, "the TTL of the latest entry, exactly")
+		}
+		now := clk.now().UnixMilli()
 
 		otherKeys := keysOf("other")
 		n, err := l.DeleteBuckets(ctx, id)
@@ -824,9 +795,9 @@ func TestHitKeysAndTTLs(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, wantDecision(evalRules(make([]ruleState, len(hitTestRules)), hitTestRules, now, 1, false).decisions), d, "the rules are fresh")
 
-		// A state that expired (here: removed) is not counted.
+		// A bucket that expired (here: removed) is not counted.
 		write(id)
-		require.NoError(t, e.raw.Del(ctx, stateKeys[3]).Err())
+		require.NoError(t, e.raw.Del(ctx, buckets[0]).Err())
 		n, err = l.DeleteBuckets(ctx, id)
 		require.NoError(t, err)
 		assert.Equal(t, int64(len(all)+1), n)
@@ -1065,54 +1036,4 @@ func TestHitFailurePolicy(t *testing.T) {
 			})
 		}
 	})
-}
-
-// TestHitStateListedOnce checks that a rule's state that expires and is
-// created again is not listed again in the id's index when its entry is
-// still there (the entry keeps its score), and is listed anew once the
-// index itself is gone; DeleteBuckets still removes it.
-func TestHitStateListedOnce(t *testing.T) {
-	m := miniredis.RunT(t)
-	b, err := NewClusterBackend(Options{ExpiryMs: 60_000, InitServers: []string{m.Addr()}})
-	require.NoError(t, err)
-	t.Cleanup(func() { b.Close() })
-	ctx := context.Background()
-	clk := newClock(hourBase)
-	l := New(b, WithClock(clk.now))
-	rule := TokenBucket(1, time.Second, 1) // full again 1 s after a hit: the state lives 2 s
-	keys := ruleKeys(b.cfg.prefix, "id", []Rule{rule})
-	member := strings.TrimPrefix(keys[1], keyBase(b.cfg.prefix, "id"))
-
-	hit := func() {
-		t.Helper()
-		d, err := l.Hit(ctx, "id", rule)
-		require.NoError(t, err)
-		require.True(t, d.Allowed)
-	}
-	hit()
-	_, err = m.ZAdd(keys[0], 1, member) // a score no TIME gives
-	require.NoError(t, err)
-	m.FastForward(2500 * time.Millisecond) // the state is gone, the index (4 s) is not
-	clk.advance(2500)
-	require.False(t, m.Exists(keys[1]))
-	hit()
-	require.True(t, m.Exists(keys[1]))
-	score, err := m.ZScore(keys[0], member)
-	require.NoError(t, err)
-	assert.Equal(t, 1.0, score, "listed once: the entry was kept, not written again")
-	members, err := m.ZMembers(keys[0])
-	require.NoError(t, err)
-	assert.Equal(t, []string{member}, members)
-
-	m.FastForward(10 * time.Second) // the state and the index are gone
-	clk.advance(10_000)
-	require.False(t, m.Exists(keys[0]))
-	hit()
-	score, err = m.ZScore(keys[0], member)
-	require.NoError(t, err)
-	assert.Greater(t, score, 1.0, "listed anew in a new index")
-	n, err := l.DeleteBuckets(ctx, "id")
-	require.NoError(t, err)
-	assert.Equal(t, int64(1), n)
-	assert.False(t, m.Exists(keys[1]))
 }

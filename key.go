@@ -9,8 +9,8 @@ import (
 // them live in one cluster slot, and different ids spread over all slots:
 //
 //	<prefix>{<escaped id>}:<bucket>   bucket hash: count, created, updated
-//	<prefix>{<escaped id>}:r:<...>    a rule's state (see Rule.suffix)
-//	<prefix>{<escaped id>}:i          index: sorted set of the id's keys
+//	<prefix>{<escaped id>}:r          rule record: the states of the id's rules
+//	<prefix>{<escaped id>}:i          index: sorted set of the id's buckets
 //
 // Redis takes the hash tag from the first '{' to the first '}' after it. The
 // prefix may hold neither brace (NewClusterBackend checks), so the tag starts
@@ -18,8 +18,9 @@ import (
 // the tag ends at the closing brace written here and is never empty: any id,
 // whatever its bytes, gives one slot for all of its keys. Escaping '%' too
 // keeps the encoding injective, and the part after the tag is either a
-// decimal bucket number, "i" or a rule's "r:" suffix, so no two (id, bucket)
-// pairs share a key and no bucket key is an index key or a rule's key.
+// decimal bucket number (maybe with a '-'), "i" or "r", so no two (id,
+// bucket) pairs share a key and no bucket key is an index key or a rule
+// record.
 
 const (
 	escapeByte  = '%'
@@ -66,7 +67,10 @@ func writeBase(sb *strings.Builder, prefix, escaped string) {
 	sb.WriteString("}:")
 }
 
-const indexSuffix = "i"
+const (
+	indexSuffix = "i"
+	ruleSuffix  = "r"
+)
 
 // bucketKey returns the Redis key of one bucket.
 func bucketKey(prefix string, k BucketKey) string {

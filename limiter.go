@@ -312,7 +312,7 @@ func nearLimit(d Decision) bool {
 func rulesSig(rules []Rule, cost int64) string {
 	var b []byte
 	for _, r := range rules {
-		b = append(r.appendSuffix(b), '|')
+		b = append(r.appendMember(b), '|')
 	}
 	return string(strconv.AppendInt(b, cost, 10))
 }
@@ -356,9 +356,10 @@ func (l *Limiter) InspectBucket(ctx context.Context, id string, scale time.Durat
 	return st, nil
 }
 
-// DeleteBuckets deletes every bucket of id, in every window, and returns how
-// many it deleted. It is Hammer's delete_buckets, used for example to reset a
-// login limit after a successful login.
+// DeleteBuckets deletes every bucket of id, in every window, and the states
+// of its rules (on a RuleBackend), and returns how many it deleted. It is
+// Hammer's delete_buckets, used for example to reset a login limit after a
+// successful login.
 func (l *Limiter) DeleteBuckets(ctx context.Context, id string) (int64, error) {
 	if err := checkID(id, l.maxIDBytes); err != nil {
 		return 0, err

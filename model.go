@@ -24,16 +24,17 @@ import (
 // RetryAfter after now is a wait until e plus the wait from e.
 
 // ruleTTLMarginMs is added to the time after which a written state is
-// back to full (or empty), to give the TTL of its key: an expired state
-// means the same as a missing one, and the margin keeps the key a little
-// longer than needed, for callers whose clocks run behind the server's.
+// back to full (or empty), to give its TTL: how long the rule record keeps
+// it at least, and the time after which a later write may drop its entry
+// (see ruleLua). An expired or dropped state means the same as a missing
+// one, and the margin keeps it a little longer than needed, for callers
+// whose clocks run behind the server's or the writer's.
 const ruleTTLMarginMs = 1000
 
-// ruleMaxTTLMs caps the TTL of a state key, at about 139 years: only rules
+// ruleMaxTTLMs caps the TTL of a state, at about 139 years: only rules
 // with absurd parameters (TokenBucket(1, time.Millisecond, 1<<50)) take
-// longer to be back to full, and their states are dropped after that.
-// Twice the cap, the index's TTL, still fits a time.Duration, which is what
-// miniredis keeps TTLs in.
+// longer to be back to full, and their states are dropped after that. It
+// fits a time.Duration, which is what miniredis keeps TTLs in.
 const ruleMaxTTLMs = 1 << 42
 
 // ruleTTL returns the TTL in ms of a state written with resetAfterMs, the
@@ -245,7 +246,7 @@ type evalResult struct {
 	allowed   bool           // every rule allows the cost
 	decisions []RuleDecision // per rule
 	states    []ruleState    // per rule, the states after the call
-	ttlsMs    []int64        // per rule, the TTL of the written key; nil when nothing is written
+	ttlsMs    []int64        // per rule, the TTL of the written state; nil when nothing is written
 }
 
 // evalRules charges cost against every rule at now, all or nothing: the

@@ -18,7 +18,7 @@ const (
 	kindLeaky
 )
 
-// code is the kind's letter in key suffixes and script arguments.
+// code is the kind's letter in record entries and script arguments.
 func (k ruleKind) code() string {
 	switch k {
 	case kindFixed:
@@ -40,8 +40,8 @@ func (k ruleKind) code() string {
 // invalid rule (see Validate) is reported when it is used. The zero Rule is
 // invalid.
 //
-// Every rule keeps its own state, under a key of its own for each id: rules
-// that differ in any parameter never share state.
+// Every rule keeps its own state for each id, as an entry of the id's rule
+// record: rules that differ in any parameter never share state.
 type Rule struct {
 	kind   ruleKind
 	period time.Duration // window, or per for buckets
@@ -211,26 +211,23 @@ func checkRules(rules []Rule, cost int64) error {
 	return nil
 }
 
-// suffix returns the suffix of the key of the rule's state, after the key
-// base of an id (see keyBase):
+// member returns the name of the rule's entry in an id's rule record (see
+// ruleLua):
 //
-//	r:f:<windowMs>:<limit>              fixed window
-//	r:s:<windowMs>:<limit>              sliding window
-//	r:t:<rate>:<perMs>:<burst>          token bucket
-//	r:l:<rate>:<perMs>:<capacity>       leaky bucket
+//	f:<windowMs>:<limit>              fixed window
+//	s:<windowMs>:<limit>              sliding window
+//	t:<rate>:<perMs>:<burst>          token bucket
+//	l:<rate>:<perMs>:<capacity>       leaky bucket
 //
-// The kind's letter and the decimal parameters make the suffix injective
-// over valid rules, and its leading "r:" keeps it apart from a fixed-window
-// bucket number (decimal digits and maybe a '-') and from the index suffix
-// "i".
-func (r Rule) suffix() string {
+// The kind's letter and the decimal parameters make it injective over
+// valid rules; it holds neither ";" nor "=", which delimit entries.
+func (r Rule) member() string {
 	var buf [80]byte
-	return string(r.appendSuffix(buf[:0]))
+	return string(r.appendMember(buf[:0]))
 }
 
-// appendSuffix appends r.suffix() to b.
-func (r Rule) appendSuffix(b []byte) []byte {
-	b = append(b, "r:"...)
+// appendMember appends r.member() to b.
+func (r Rule) appendMember(b []byte) []byte {
 	b = append(b, r.kind.code()...)
 	b = append(b, ':')
 	if r.isBucket() {

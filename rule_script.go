@@ -5,40 +5,42 @@ import (
 	"strings"
 )
 
-// ruleLua defines rule_calls(index, K, k0, n, P, p0, A, a, m), which
-// charges m calls one after another against n rules: rule i's state key
-// is K[k0+i], its parameters P[p0+4i-3..p0+4i] (kind "f", "s", "t" or
+// ruleLua defines rule_calls(key, n, P, p0, A, a, m), which charges m
+// calls one after another against n rules of one id, whose states are kept
+// in the id's rule record, key: rule i's parameters are P[p0+5i-4..p0+5i]
+// (its token: its member, see Rule.member, and "="; kind "f", "s", "t" or
 // "l"; window or per in ms; limit, burst or capacity; rate, 0 for
-// windows), and call j (from 0) is A[a+3j..a+3j+2] (now, cost, "1" to
-// charge or "0" to peek). The arguments are read where they lie, in KEYS
-// and ARGV, and the work is done in scratch arrays, so that a call makes
-// no table. It puts each call's reply in O (see preludeLua): what the
-// same calls sent one by one would get. It does the model's arithmetic
-// (model.go), in Lua doubles, which are exact for every value it meets
-// (see Rule.Validate); floor and ceil divisions go through math.fmod,
-// which is exact. Where the model asks whether el >= divCeil(x, rate), the
-// script asks whether el * rate >= x, the same test: a whole product below
-// 2^53 is exact, and rounding never brings a larger one below x.
+// windows), and call j (from 0)
+// is A[a+3j..a+3j+2] (now, cost, "1" to charge or "0" to peek). The
+// arguments are read where they lie, in KEYS and ARGV, and the work is done
+// in scratch arrays, so that a call makes no table. It puts each call's
+// reply in O (see preludeLua): what the same calls sent one by one would
+// get. It does the model's arithmetic (model.go), in Lua doubles, which are
+// exact for every value it meets (see Rule.Validate); floor and ceil
+// divisions go through math.fmod, which is exact. Where the model asks
+// whether el >= divCeil(x, rate), the script asks whether el * rate >= x,
+// the same test: a whole product below 2^53 is exact, and rounding never
+// brings a larger one below x.
 //
 // A call's reply is a flat array of integers: 1 when the call is allowed
 // (0 otherwise), then per rule: allowed (1/0), remaining, resetAfter ms
 // and retryAfter ms. A peek (charge false) replies what the hit would.
 //
-// It reads every rule's state (one MGET), decides each call in turn in
-// memory, and writes only when some call was allowed and charged: per
-// rule, once, a SET with PX (the state and its TTL in one write), then
-// index_key with the rule's suffix as the member. Denied calls and peeks
-// write nothing at all. It reads every key it writes (MGET, PTTL) before
-// its first write.
-//
-// A state is a string "t:v" (sliding windows: "t:v:p"), the fields of
-// ruleState: the unix ms of the last update, the count or scaled level,
-// and a sliding window's previous count. Its TTL is ruleTTL: the time
-// until the state is back to full (or empty), plus ruleTTLMarginMs, at
-// most ruleMaxTTLMs.
-//
-// The key base is the index key less its last byte (the index suffix
-// "i"), and a rule's member in the index is its key less the base.
+// The record is one string of entries, one per rule, each
+// "<member>=<t>:<v>:<p>:<x>;" (a token, then fields): the fields of ruleState (the unix ms of the
+// last update, the count or scaled level, a sliding window's previous
+// count, 0 for other kinds), and x, the caller's unix ms after which the
+// state is back to full (or empty) with ruleTTLMarginMs to spare: from
+// then on the entry means the same as no entry. The script reads the
+// record (one GET), decides each call in turn in memory, and writes only
+// when some call was allowed and charged: one SET with PX, of its rules'
+// new entries and of the other entries of the record whose x is still
+// ahead of the last charged call's now (the rest are dropped), and a TTL
+// that is the largest of theirs: ruleTTL for its rules (the time until
+// the state is back to full, plus the margin, at most ruleMaxTTLMs).
+// Denied calls and peeks write nothing at all. Its only key is read
+// before it is written, so a call whose record this node does not serve
+// fails before writing anything.
 const ruleLua = `
 local MARGIN = 1000 -- ruleTTLMarginMs
 local MAXTTL = 4398046511104 -- ruleMaxTTLMs
@@ -61,13 +63,14 @@ local function rel(d, x)
 end
 
 -- Scratch arrays, by rule, reused by every unit and call of a script:
--- the state read (set, t, v, p) and whether the key is new; the rule's
--- parameters; what decide found (ok, remaining, reset, retry as it
+-- the state read (set, t, v, p); the rule's parameters; what decide found (ok, remaining, reset, retry as it
 -- stands; remaining and reset after a charge; the state after it); and
 -- the TTL of the state written.
-local SS, STT, STV, STP, CR = {}, {}, {}, {}, {}
+local SS, STT, STV, STP = {}, {}, {}, {}
 local KIND, PER, LIM, RATE = {}, {}, {}, {}
 local OK, REM, RST, RTY, REMA, RSTA, NE, NV, NP, TTL = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
+-- By rule, its member and "="; and the pieces of the record written.
+local MEM, PCS = {}, {}
 
 -- decide decides rule i for a call at now of cost: OK[i]; when it allows,
 -- what a charge leaves (REMA, RSTA) and the state after it (NE, NV, NP);
@@ -192,24 +195,27 @@ local function decide(i, now, cost, standing)
   OK[i], REM[i], RST[i], RTY[i] = ok, rem, rst, rty
 end
 
-local function rule_calls(idx, K, k0, n, P, p0, A, a, m)
-  local raws = redis.call('MGET', unpack(K, k0 + 1, k0 + n))
+local function rule_calls(key, n, P, p0, A, a, m)
+  local raw = redis.call('GET', key)
+  local own = 0 -- bytes of the record in the entries of this call's rules
   for i = 1, n do
-    local raw = raws[i]
-    if raw then
-      local x, y, z = string.match(raw, '^(%-?%d+):(%-?%d+):?(%-?%d*)$')
-      if not x then
-        error({err = 'ERR bad rule state'})
+    local q = p0 + 5 * i - 4
+    local tok = P[q]
+    MEM[i] = tok
+    KIND[i], PER[i], LIM[i], RATE[i] = P[q + 1], tonumber(P[q + 2]), tonumber(P[q + 3]), tonumber(P[q + 4])
+    SS[i], STT[i], STV[i], STP[i] = false, 0, 0, 0
+    local s, e = nil, nil
+    if raw then s, e = string.find(raw, tok, 1, true) end
+    if s then
+      local t, v, p, after = string.match(raw, '^(%-?%d+):(%-?%d+):(%-?%d+):%-?%d+;()', e + 1)
+      if not t then
+        error({err = 'ERR bad rule record'})
       end
-      SS[i], STT[i], STV[i], STP[i] = true, tonumber(x), tonumber(y), tonumber(z) or 0
-    else
-      SS[i], STT[i], STV[i], STP[i] = false, 0, 0, 0
+      SS[i], STT[i], STV[i], STP[i] = true, tonumber(t), tonumber(v), tonumber(p)
+      own = own + after - s
     end
-    CR[i] = not raw
-    local q = p0 + 4 * i - 3
-    KIND[i], PER[i], LIM[i], RATE[i] = P[q], tonumber(P[q + 1]), tonumber(P[q + 2]), tonumber(P[q + 3])
   end
-  local charged = false
+  local charged, last = false, 0
   for j = 0, m - 1 do
     local q = a + 3 * j
     local now, cost = tonumber(A[q]), tonumber(A[q + 1])
@@ -235,7 +241,7 @@ local function rule_calls(idx, K, k0, n, P, p0, A, a, m)
     end
     ON = k + 1
     if all and A[q + 2] == '1' then
-      charged = true
+      charged, last = true, now
       for i = 1, n do
         SS[i], STT[i], STV[i], STP[i] = true, NE[i], NV[i], NP[i]
         local ttl = RSTA[i] + MARGIN
@@ -244,44 +250,57 @@ local function rule_calls(idx, K, k0, n, P, p0, A, a, m)
       end
     end
   end
-  if charged then
-    local pttl = redis.call('PTTL', idx)
-    ST.w = true
-    for i = 1, n do
-      local key = K[k0 + i]
-      local val
-      if KIND[i] == 's' then
-        val = string.format('%d:%d:%d', STT[i], STV[i], STP[i])
-      else
-        val = string.format('%d:%d', STT[i], STV[i])
+  if not charged then return end
+  local c, ttl = 0, 0
+  for i = 1, n do
+    c = c + 1
+    PCS[c] = string.format('%s%d:%d:%d:%d;', MEM[i], STT[i], STV[i], STP[i], last + TTL[i])
+    if TTL[i] > ttl then ttl = TTL[i] end
+  end
+  if raw and own < #raw then -- the record holds entries of other rules
+    local size = 0
+    for w, tok, x in string.gmatch(raw, '(([^;=]+=)%-?%d+:%-?%d+:%-?%d+:(%-?%d+);)') do
+      size = size + #w
+      local ours = false
+      for i = 1, n do
+        if MEM[i] == tok then ours = true end
       end
-      redis.call('SET', key, val, 'PX', TTL[i])
-      if CR[i] or pttl < TTL[i] then -- else index_key has nothing to do
-        local base = string.sub(idx, 1, #idx - 1)
-        pttl = index_key(idx, base, string.sub(key, #base + 1), TTL[i], CR[i], pttl, true)
+      x = tonumber(x)
+      if not ours and x > last then
+        c = c + 1
+        PCS[c] = w
+        if x - last > ttl then ttl = x - last end
       end
     end
+    if size ~= #raw then
+      error({err = 'ERR bad rule record'})
+    end
   end
+  if ttl > MAXTTL then ttl = MAXTTL end
+  local val = PCS[1]
+  if c > 1 then val = table.concat(PCS, '', 1, c) end
+  ST.w = true
+  redis.call('SET', key, val, 'PX', ttl)
 end
 `
 
 // ruleSource is the script that charges one call against all of its
 // rules, atomically, in one round trip (see ruleLua).
 //
-//	KEYS[1]      the id's index: keyBase(prefix, id) + "i"
-//	KEYS[1+i]    rule i's state: keyBase(prefix, id) + rules[i].suffix()
+//	KEYS[1]      the id's rule record: keyBase(prefix, id) + "r"
 //	ARGV[1]      now (unix ms), ARGV[2] cost,
 //	ARGV[3]      "1" to charge (a hit), "0" to peek
-//	ARGV[4i..4i+3], for rule i = 1..n: kind, window or per in ms, limit
-//	             (or burst or capacity), rate (0 for windows)
+//	ARGV[5i-1..5i+3], for rule i = 1..n: its member and "=", kind, window
+//	             or per in ms, limit (or burst or capacity), rate (0 for
+//	             windows)
 //
 // The reply is the call's reply of rule_calls.
-const ruleSource = preludeLua + indexLua + ruleLua + `
-local n = #KEYS - 1
-if n < 1 or #ARGV ~= 3 + 4 * n then
+const ruleSource = preludeLua + ruleLua + `
+local n = (#ARGV - 3) / 5
+if #KEYS ~= 1 or n < 1 or n % 1 ~= 0 then
   return redis.error_reply('ERR wrong number of keys or arguments')
 end
-local ok, e = pcall(rule_calls, KEYS[1], KEYS, 1, n, ARGV, 3, ARGV, 1, 1)
+local ok, e = pcall(rule_calls, KEYS[1], n, ARGV, 3, ARGV, 1, 1)
 if not ok then return redis.error_reply(errmsg(e)) end
 return O
 `
@@ -289,63 +308,66 @@ return O
 // ruleScript is ruleSource and its SHA1.
 var ruleScript = newScript(ruleSource)
 
-// ruleKeys returns the keys of a call of id over rules, in the order of
-// ruleSource's KEYS: the index first, then each rule's state.
-func ruleKeys(prefix, id string, rules []Rule) []string {
-	keys, _ := ruleKeySet(prefix, id, rules)
-	return keys
-}
-
-// ruleKeySet returns ruleKeys, and the string they are all cut from: the
-// keys one after another, which names the key set.
-func ruleKeySet(prefix, id string, rules []Rule) ([]string, string) {
+// ruleKeySet returns the key of id's rule record, and the string that
+// names a call of id over rules: the key, then each rule's member and "=",
+// the token of its entry in the record. Both are cut from one allocation.
+// Members hold no "=", and a bucket key never starts with a rule record's
+// key, so two calls share the name only when they are of one id and the
+// same rules, in order.
+func ruleKeySet(prefix, id string, rules []Rule) (key, set string) {
 	e := escapeID(id)
-	n := len(prefix) + len(e) + 3 // length of the base
 	var buf [80]byte
-	size := n + len(indexSuffix)
+	size := len(prefix) + len(e) + 3 + len(ruleSuffix)
 	for _, r := range rules {
-		size += n + len(r.appendSuffix(buf[:0]))
+		size += len(r.appendMember(buf[:0])) + 1
 	}
 	var sb strings.Builder
 	sb.Grow(size)
-	var endsBuf [16]int
-	ends := endsBuf[:0] // where each key ends in the string
-	for i := -1; i < len(rules); i++ {
-		writeBase(&sb, prefix, e)
-		if i < 0 {
-			sb.WriteString(indexSuffix)
-		} else {
-			sb.Write(rules[i].appendSuffix(buf[:0]))
-		}
-		ends = append(ends, sb.Len())
+	writeBase(&sb, prefix, e)
+	sb.WriteString(ruleSuffix)
+	n := sb.Len()
+	for _, r := range rules {
+		sb.Write(r.appendMember(buf[:0]))
+		sb.WriteByte('=')
 	}
 	s := sb.String()
-	keys := make([]string, len(ends))
-	start := 0
-	for i, end := range ends {
-		keys[i] = s[start:end]
-		start = end
-	}
-	return keys, s
+	return s[:n], s
 }
 
 // kindArgs holds each kind's code as an argument, boxed once.
 var kindArgs = [...]any{kindNone: kindNone.code(), kindFixed: kindFixed.code(), kindSliding: kindSliding.code(), kindToken: kindToken.code(), kindLeaky: kindLeaky.code()}
 
 // ruleArgs returns the ARGV of ruleSource for a call at now (unix ms) of
-// cost over rules: a hit when charge is set, else a peek.
-func ruleArgs(now, cost int64, charge bool, rules []Rule) []any {
-	args := make([]any, 0, 3+4*len(rules))
+// cost over rules: a hit when charge is set, else a peek. tokens is what
+// follows the key in ruleKeySet's set, the rules' members each followed
+// by "="; the arguments are cut from it.
+func ruleArgs(now, cost int64, charge bool, rules []Rule, tokens string) []any {
+	args := make([]any, 0, 3+5*len(rules))
 	c := "0"
 	if charge {
 		c = "1"
 	}
 	args = append(args, now, cost, c)
 	for _, r := range rules {
-		args = append(args, kindArgs[r.kind], r.period.Milliseconds(), r.limit, r.rate)
+		end := strings.IndexByte(tokens, '=') + 1
+		args = append(args, tokens[:end], kindArgs[r.kind], r.period.Milliseconds(), r.limit, r.rate)
+		tokens = tokens[end:]
 	}
 	return args
 }
+
+// newRuleCall returns the script call of a call of id over rules at now of
+// cost: a hit when charge is set, else a peek.
+func newRuleCall(prefix, id string, rules []Rule, now, cost int64, charge bool) *call {
+	key, set := ruleKeySet(prefix, id, rules)
+	cl := &call{script: ruleScript, args: ruleArgs(now, cost, charge, rules, set[len(key):]), group: set}
+	cl.keyBuf[0] = key
+	cl.keys = cl.keyBuf[:1]
+	return cl
+}
+
+// ruleCallRules returns the number of rules of cl, a call of ruleScript.
+func ruleCallRules(cl *call) int { return (len(cl.args) - 3) / 5 }
 
 // parseRuleReply reads the reply of ruleSource for rules: whether the call
 // was allowed, and each rule's decision. A reply of another form is an

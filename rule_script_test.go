@@ -61,100 +61,101 @@ func runRuleScript(ctx context.Context, rdb redis.Scripter, keys []string, args 
 	return v, err
 }
 
-// encodeRuleState returns the stored form of a state: "t:v", or "t:v:p"
-// for a sliding window.
-func encodeRuleState(r Rule, st ruleState) string {
-	s := strconv.FormatInt(st.t, 10) + ":" + strconv.FormatInt(st.v, 10)
-	if r.kind == kindSliding {
-		s += ":" + strconv.FormatInt(st.p, 10)
-	}
-	return s
+// ruleKeysArgs returns the keys and arguments of ruleSource for a call of
+// id over rules, as ChargeRules sends them.
+func ruleKeysArgs(prefix, id string, rules []Rule, now, cost int64, charge bool) ([]string, []any) {
+	cl := newRuleCall(prefix, id, rules, now, cost, charge)
+	return cl.keys, cl.args
 }
 
-// decodeRuleState reads a stored state.
-func decodeRuleState(r Rule, s string) (ruleState, error) {
-	f := strings.Split(s, ":")
-	want := 2
-	if r.kind == kindSliding {
-		want = 3
-	}
-	if len(f) != want {
-		return ruleState{}, fmt.Errorf("state %q of %v: %d fields", s, r, len(f))
-	}
-	st := ruleState{set: true}
-	for i, dst := range []*int64{&st.t, &st.v, &st.p}[:want] {
-		n, err := strconv.ParseInt(f[i], 10, 64)
-		if err != nil {
-			return ruleState{}, fmt.Errorf("state %q of %v: %w", s, r, err)
+// recEntry is an entry of a rule record: a rule's state, and x, the
+// caller's unix ms after which it may be dropped.
+type recEntry struct {
+	st ruleState
+	x  int64
+}
+
+// encodeEntry returns the entry of rule r in a rule record.
+func encodeEntry(r Rule, en recEntry) string {
+	return fmt.Sprintf("%s=%d:%d:%d:%d;", r.member(), en.st.t, en.st.v, en.st.p, en.x)
+}
+
+// parseRecord reads a rule record: its entries, by member.
+func parseRecord(s string) (map[string]recEntry, error) {
+	out := map[string]recEntry{}
+	for s != "" {
+		entry, rest, ok := strings.Cut(s, ";")
+		if !ok {
+			return nil, fmt.Errorf("record entry %q: no ';'", s)
 		}
-		*dst = n
-	}
-	return st, nil
-}
-
-// ruleSnap is what Redis holds under the keys of one call.
-type ruleSnap struct {
-	dumps []string // DUMP per state key (dumps[0] unused); "" when missing
-	vals  []string // GET per state key (vals[0] unused); "" when missing
-	pttls []int64  // PTTL per key, in ms (go-redis's PTTL Duration overflows past 292 years)
-	index []redis.Z
-}
-
-// snapRule reads keys (the index first, then the state keys) in one
-// pipeline: all of them share a slot. (miniredis can DUMP strings only;
-// the index is read with its scores instead.)
-func snapRule(t *testing.T, rdb redis.UniversalClient, keys []string) ruleSnap {
-	t.Helper()
-	ctx := context.Background()
-	var (
-		dumps, gets []*redis.StringCmd
-		pttls       []*redis.Cmd
-		index       *redis.ZSliceCmd
-	)
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range keys {
-			pttls = append(pttls, p.Do(ctx, "PTTL", k))
-			if i > 0 {
-				dumps = append(dumps, p.Dump(ctx, k))
-				gets = append(gets, p.Get(ctx, k))
+		m, fields, ok := strings.Cut(entry, "=")
+		f := strings.Split(fields, ":")
+		if !ok || len(f) != 4 {
+			return nil, fmt.Errorf("record entry %q: want member=t:v:p:x", entry)
+		}
+		var n [4]int64
+		for i := range n {
+			var err error
+			if n[i], err = strconv.ParseInt(f[i], 10, 64); err != nil {
+				return nil, fmt.Errorf("record entry %q: %w", entry, err)
 			}
 		}
-		index = p.ZRangeWithScores(ctx, keys[0], 0, -1)
+		if _, dup := out[m]; dup {
+			return nil, fmt.Errorf("record entry %q: member given twice", entry)
+		}
+		out[m] = recEntry{st: ruleState{set: true, t: n[0], v: n[1], p: n[2]}, x: n[3]}
+		s = rest
+	}
+	return out, nil
+}
+
+// ruleSnap is what Redis holds for the rules of one id.
+type ruleSnap struct {
+	dump    string              // DUMP of the rule record; "" when missing
+	val     string              // the record; "" when missing
+	entries map[string]recEntry // the record's entries
+	pttl    int64               // the record's PTTL, in ms (go-redis's PTTL Duration overflows past 292 years)
+	index   int64               // whether the id's index exists: rules never write it
+}
+
+// snapRule reads the rule record of id under prefix, in one pipeline.
+// (miniredis can DUMP strings only: the record is one.)
+func snapRule(t *testing.T, rdb redis.UniversalClient, prefix, id string) ruleSnap {
+	t.Helper()
+	ctx := context.Background()
+	key, _ := ruleKeySet(prefix, id, nil)
+	var (
+		dump, get *redis.StringCmd
+		pttl      *redis.Cmd
+		index     *redis.IntCmd
+	)
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		pttl = p.Do(ctx, "PTTL", key)
+		dump = p.Dump(ctx, key)
+		get = p.Get(ctx, key)
+		index = p.Exists(ctx, keyBase(prefix, id)+indexSuffix)
 		return nil
 	})
 	if err != redis.Nil {
 		require.NoError(t, err)
 	}
-	s := ruleSnap{dumps: []string{""}, vals: []string{""}}
-	for i := range keys {
-		ms, err := pttls[i].Int64()
-		require.NoError(t, err)
-		s.pttls = append(s.pttls, ms)
-		if i > 0 {
-			for _, c := range []struct {
-				cmd *redis.StringCmd
-				dst *[]string
-			}{{dumps[i-1], &s.dumps}, {gets[i-1], &s.vals}} {
-				v, err := c.cmd.Result()
-				if err != redis.Nil {
-					require.NoError(t, err)
-				}
-				*c.dst = append(*c.dst, v)
-			}
+	var s ruleSnap
+	s.pttl, err = pttl.Int64()
+	require.NoError(t, err)
+	for _, c := range []struct {
+		cmd *redis.StringCmd
+		dst *string
+	}{{dump, &s.dump}, {get, &s.val}} {
+		v, err := c.cmd.Result()
+		if err != redis.Nil {
+			require.NoError(t, err)
 		}
+		*c.dst = v
 	}
+	s.entries, err = parseRecord(s.val)
+	require.NoError(t, err)
 	s.index = index.Val()
 	return s
-}
-
-// members returns the index's members, sorted.
-func (s ruleSnap) members() []string {
-	var m []string
-	for _, z := range s.index {
-		m = append(m, z.Member.(string))
-	}
-	slices.Sort(m)
-	return m
 }
 
 // ruleSeq is one random sequence of calls on one id.
@@ -191,10 +192,8 @@ func runRuleSeq(t *testing.T, tg ruleTarget, rng *rand.Rand, seq ruleSeq, cnt *r
 	ctx := context.Background()
 	prefix := namespace()
 	id := oddIDs[rng.IntN(len(oddIDs))]
-	keys := ruleKeys(prefix, id, seq.rules)
 	n := len(seq.rules)
 	model := make([]ruleState, n) // what the model says is stored
-	written := map[string]bool{}  // suffixes written so far
 	now := seq.now
 	for step := 0; step < seq.steps; step++ {
 		now += randClockStep(rng)
@@ -202,24 +201,24 @@ func runRuleSeq(t *testing.T, tg ruleTarget, rng *rand.Rand, seq ruleSeq, cnt *r
 		charge := rng.IntN(5) > 0
 		where := fmt.Sprintf("step %d: %v now=%d cost=%d charge=%v", step, seq.rules, now, cost, charge)
 
-		before := snapRule(t, tg.rdb, keys)
+		before := snapRule(t, tg.rdb, prefix, id)
 		states := make([]ruleState, n)
 		for i, r := range seq.rules {
-			if before.vals[1+i] == "" {
+			en, ok := before.entries[r.member()]
+			if !ok {
 				if model[i].set {
 					require.True(t, tg.realTime, "%s: state of %v gone", where, r)
-					cnt.expired++ // its TTL ran out in real time
+					cnt.expired++ // the record's TTL ran out in real time
 				}
 				continue
 			}
-			st, err := decodeRuleState(r, before.vals[1+i])
-			require.NoError(t, err, where)
-			require.Equal(t, model[i], st, "%s: stored state of %v", where, r)
-			states[i] = st
+			require.Equal(t, model[i], en.st, "%s: stored state of %v", where, r)
+			states[i] = en.st
 		}
 		res := evalRules(states, seq.rules, now, cost, charge)
 
-		v, err := runRuleScript(ctx, tg.rdb, keys, ruleArgs(now, cost, charge, seq.rules))
+		keys, args := ruleKeysArgs(prefix, id, seq.rules, now, cost, charge)
+		v, err := runRuleScript(ctx, tg.rdb, keys, args)
 		require.NoError(t, err, where)
 		allowed, ds, err := parseRuleReply(v, seq.rules)
 		require.NoError(t, err, where)
@@ -240,53 +239,37 @@ func runRuleSeq(t *testing.T, tg ruleTarget, rng *rand.Rand, seq ruleSeq, cnt *r
 			}
 		}
 
-		after := snapRule(t, tg.rdb, keys)
+		after := snapRule(t, tg.rdb, prefix, id)
+		require.Zero(t, after.index, "%s: rules wrote an index", where)
 		if !allowed || !charge {
-			// A denied call or a peek writes nothing. (On a real server a
-			// key may expire meanwhile, and TTLs fall.)
-			for i := range keys {
-				if tg.realTime && before.pttls[i] >= 0 && after.pttls[i] == -2 {
-					cnt.expired++
-					continue
-				}
-				if i > 0 {
-					require.Equal(t, before.dumps[i], after.dumps[i], "%s: %s written", where, keys[i])
-				} else {
-					require.Equal(t, before.index, after.index, "%s: index written", where)
-				}
-				if before.pttls[i] < 0 || !tg.realTime {
-					require.Equal(t, before.pttls[i], after.pttls[i], "%s: TTL of %s", where, keys[i])
-				} else {
-					require.LessOrEqual(t, after.pttls[i], before.pttls[i], "%s: TTL of %s", where, keys[i])
-				}
+			// A denied call or a peek writes nothing. (On a real server the
+			// record may expire meanwhile, and its TTL falls.)
+			switch {
+			case tg.realTime && before.pttl >= 0 && after.pttl == -2:
+				cnt.expired++
+			case before.pttl < 0 || !tg.realTime:
+				require.Equal(t, before.dump, after.dump, "%s: record written", where)
+				require.Equal(t, before.pttl, after.pttl, "%s: TTL of the record", where)
+			default:
+				require.Equal(t, before.dump, after.dump, "%s: record written", where)
+				require.LessOrEqual(t, after.pttl, before.pttl, "%s: TTL of the record", where)
 			}
 			continue
 		}
+		// Every rule's entry is written, with x = now + its TTL, and the
+		// record lasts as long as the longest of them.
+		require.Len(t, after.entries, n, "%s: entries of %q", where, after.val)
+		var ttl int64
 		for i, r := range seq.rules {
-			require.Equal(t, encodeRuleState(r, res.states[i]), after.vals[1+i], "%s: state of %v", where, r)
-			ttl := res.ttlsMs[i]
-			if tg.realTime {
-				require.Positive(t, after.pttls[1+i], "%s: TTL of %v", where, r)
-				require.LessOrEqual(t, after.pttls[1+i], ttl, "%s: TTL of %v", where, r)
-			} else {
-				require.Equal(t, ttl, after.pttls[1+i], "%s: TTL of %v", where, r)
-			}
-			require.GreaterOrEqual(t, after.pttls[0], after.pttls[1+i], "%s: the index outlives %v", where, r)
-			written[r.suffix()] = true
+			want := recEntry{st: res.states[i], x: now + res.ttlsMs[i]}
+			require.Equal(t, want, after.entries[r.member()], "%s: entry of %v", where, r)
+			ttl = max(ttl, res.ttlsMs[i])
 		}
-		// The index lists the rules written, by suffix; on a real server an
-		// expired key's entry may have been dropped when another was created.
-		members := after.members()
-		for _, m := range members {
-			require.True(t, written[m], "%s: index member %q", where, m)
-		}
-		for i, r := range seq.rules {
-			if after.vals[1+i] != "" {
-				require.Contains(t, members, r.suffix(), where)
-			}
-		}
-		if !tg.realTime {
-			require.Len(t, members, len(written), where)
+		if tg.realTime {
+			require.Positive(t, after.pttl, "%s: TTL of the record", where)
+			require.LessOrEqual(t, after.pttl, ttl, "%s: TTL of the record", where)
+		} else {
+			require.Equal(t, ttl, after.pttl, "%s: TTL of the record", where)
 		}
 		model = res.states
 	}
@@ -316,7 +299,7 @@ func TestRuleScriptDifferential(t *testing.T) {
 func TestRuleScriptSource(t *testing.T) {
 	sum := sha1.Sum([]byte(ruleSource))
 	assert.Equal(t, hex.EncodeToString(sum[:]), ruleScript.sha)
-	assert.True(t, strings.HasPrefix(ruleSource, preludeLua+indexLua))
+	assert.True(t, strings.HasPrefix(ruleSource, preludeLua+ruleLua))
 	assert.Contains(t, ruleSource, fmt.Sprintf("local MARGIN = %d -- ruleTTLMarginMs\n", ruleTTLMarginMs))
 	assert.Contains(t, ruleSource, fmt.Sprintf("local MAXTTL = %d -- ruleMaxTTLMs\n", ruleMaxTTLMs))
 }
@@ -328,8 +311,9 @@ func TestRuleScriptConcurrent(t *testing.T) {
 	forEachRuleTarget(t, func(t *testing.T, tg ruleTarget) {
 		ctx := context.Background()
 		rules := []Rule{FixedWindow(time.Hour, 50), LeakyBucket(1, time.Hour, 80), TokenBucket(7, time.Second, 100)}
-		keys := ruleKeys(namespace(), "user:1", rules)
+		prefix := namespace()
 		const now, workers, each = modelBase, 16, 10
+		keys, args := ruleKeysArgs(prefix, "user:1", rules, now, 1, true)
 		var allowed atomic.Int64
 		var wg sync.WaitGroup
 		for w := 0; w < workers; w++ {
@@ -337,7 +321,7 @@ func TestRuleScriptConcurrent(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				for i := 0; i < each; i++ {
-					v, err := runRuleScript(ctx, tg.rdb, keys, ruleArgs(now, 1, true, rules))
+					v, err := runRuleScript(ctx, tg.rdb, keys, args)
 					if !assert.NoError(t, err) {
 						return
 					}
@@ -351,9 +335,12 @@ func TestRuleScriptConcurrent(t *testing.T) {
 		}
 		wg.Wait()
 		require.Equal(t, int64(50), allowed.Load())
-		s := snapRule(t, tg.rdb, keys)
-		assert.Equal(t, []string{"", fmt.Sprintf("%d:50", now), fmt.Sprintf("%d:%d", now, 50*3_600_000), fmt.Sprintf("%d:%d", now, 50*1000)}, s.vals)
-		assert.Equal(t, []string{rules[0].suffix(), rules[1].suffix(), rules[2].suffix()}, s.members())
+		s := snapRule(t, tg.rdb, prefix, "user:1")
+		require.Len(t, s.entries, 3, s.val)
+		for i, v := range []int64{50, 50 * 3_600_000, 50 * 1000} {
+			assert.Equal(t, ruleState{set: true, t: now, v: v}, s.entries[rules[i].member()].st, "%v", rules[i])
+		}
+		assert.Zero(t, s.index)
 	})
 }
 
@@ -364,15 +351,18 @@ func TestRuleScriptPeekReadOnly(t *testing.T) {
 	forEachRuleTarget(t, func(t *testing.T, tg ruleTarget) {
 		ctx := context.Background()
 		rules := []Rule{SlidingWindow(time.Second, 5), TokenBucket(1, time.Second, 5)}
-		keys := ruleKeys(namespace(), "u", rules)
-		_, err := runRuleScript(ctx, tg.rdb, keys, ruleArgs(modelBase, 2, true, rules))
+		prefix := namespace()
+		keys, hit := ruleKeysArgs(prefix, "u", rules, modelBase, 2, true)
+		_, err := runRuleScript(ctx, tg.rdb, keys, hit)
 		require.NoError(t, err)
-		want, err := runRuleScript(ctx, tg.rdb, keys, ruleArgs(modelBase+10, 3, false, rules))
+		_, peek := ruleKeysArgs(prefix, "u", rules, modelBase+10, 3, false)
+		want, err := runRuleScript(ctx, tg.rdb, keys, peek)
 		require.NoError(t, err)
-		got, err := tg.rdb.EvalRO(ctx, ruleSource, keys, ruleArgs(modelBase+10, 3, false, rules)...).Result()
+		got, err := tg.rdb.EvalRO(ctx, ruleSource, keys, peek...).Result()
 		require.NoError(t, err)
 		assert.Equal(t, want, got)
-		_, err = tg.rdb.EvalRO(ctx, ruleSource, keys, ruleArgs(modelBase+10, 3, true, rules)...).Result()
+		_, hit = ruleKeysArgs(prefix, "u", rules, modelBase+10, 3, true)
+		_, err = tg.rdb.EvalRO(ctx, ruleSource, keys, hit...).Result()
 		assert.Error(t, err, "a hit writes")
 	})
 }
@@ -383,26 +373,30 @@ func TestRuleScriptErrors(t *testing.T) {
 	forEachRuleTarget(t, func(t *testing.T, tg ruleTarget) {
 		ctx := context.Background()
 		rules := []Rule{FixedWindow(time.Second, 10)}
-		keys := ruleKeys(namespace(), "u", rules)
-		args := ruleArgs(modelBase, 1, true, rules)
+		prefix := namespace()
+		keys, args := ruleKeysArgs(prefix, "u", rules, modelBase, 1, true)
 		cases := []struct {
 			name string
 			keys []string
 			args []any
 		}{
-			{"no rules", keys[:1], args[:3]},
+			{"no rules", keys, args[:3]},
 			{"missing argument", keys, args[:6]},
 			{"extra argument", keys, append(slices.Clone(args), "x")},
-			{"unknown kind", keys, append(slices.Clone(args[:3]), "x", 1000, 10, 0)},
+			{"two keys", []string{keys[0], keys[0]}, args},
+			{"unknown kind", keys, append(slices.Clone(args[:3]), "x:1000:10=", "x", 1000, 10, 0)},
 		}
 		for _, c := range cases {
 			_, err := runRuleScript(ctx, tg.rdb, c.keys, c.args)
 			assert.Error(t, err, c.name)
+			assert.Zero(t, tg.rdb.Exists(ctx, keys[0]).Val(), "%s: record written", c.name)
 		}
-		require.NoError(t, tg.rdb.Set(ctx, keys[1], "not a state", 0).Err())
-		_, err := runRuleScript(ctx, tg.rdb, keys, args)
-		assert.ErrorContains(t, err, "bad rule state")
-		assert.Equal(t, "not a state", tg.rdb.Get(ctx, keys[1]).Val())
-		assert.Equal(t, int64(0), tg.rdb.Exists(ctx, keys[0]).Val(), "no index written")
+		for _, bad := range []string{"not a state", "f:1000:10=1:2:3;x", "f:1000:10=1:2:3;", "f:1000:10=1:2:0:4;f:1000:10=1:2:0:4;junk"} {
+			require.NoError(t, tg.rdb.Set(ctx, keys[0], bad, 0).Err())
+			_, err := runRuleScript(ctx, tg.rdb, keys, args)
+			assert.ErrorContains(t, err, "bad rule record", bad)
+			assert.Equal(t, bad, tg.rdb.Get(ctx, keys[0]).Val())
+		}
+		assert.Zero(t, tg.rdb.Exists(ctx, keyBase(prefix, "u")+indexSuffix).Val(), "no index written")
 	})
 }

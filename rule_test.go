@@ -1,12 +1,12 @@
 package hammer
 
 import (
-	"errors"
 	"math"
-	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-hammer/hammer/internal/testcluster"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -129,13 +129,13 @@ func TestRuleAccessors(t *testing.T) {
 		limit     int64
 		window    time.Duration
 		rate      int64
-		suffix    string
+		member    string
 	}{
-		{FixedWindow(time.Second, 10), "fixed_window(1s,10)", "fixed_window", 10, time.Second, 0, "r:f:1000:10"},
-		{SlidingWindow(time.Minute, 100), "sliding_window(1m0s,100)", "sliding_window", 100, time.Minute, 0, "r:s:60000:100"},
-		{TokenBucket(7, time.Second, 10), "token_bucket(7/1s,10)", "token_bucket", 10, time.Second, 7, "r:t:7:1000:10"},
-		{LeakyBucket(1, 90*time.Second, 5), "leaky_bucket(1/1m30s,5)", "leaky_bucket", 5, 90 * time.Second, 1, "r:l:1:90000:5"},
-		{FixedWindow(1500*time.Millisecond, MaxValue), "fixed_window(1.5s,9007199254740992)", "fixed_window", MaxValue, 1500 * time.Millisecond, 0, "r:f:1500:9007199254740992"},
+		{FixedWindow(time.Second, 10), "fixed_window(1s,10)", "fixed_window", 10, time.Second, 0, "f:1000:10"},
+		{SlidingWindow(time.Minute, 100), "sliding_window(1m0s,100)", "sliding_window", 100, time.Minute, 0, "s:60000:100"},
+		{TokenBucket(7, time.Second, 10), "token_bucket(7/1s,10)", "token_bucket", 10, time.Second, 7, "t:7:1000:10"},
+		{LeakyBucket(1, 90*time.Second, 5), "leaky_bucket(1/1m30s,5)", "leaky_bucket", 5, 90 * time.Second, 1, "l:1:90000:5"},
+		{FixedWindow(1500*time.Millisecond, MaxValue), "fixed_window(1.5s,9007199254740992)", "fixed_window", MaxValue, 1500 * time.Millisecond, 0, "f:1500:9007199254740992"},
 		{Rule{}, "invalid_rule", "", 0, 0, 0, ""},
 	}
 	for _, c := range cases {
@@ -144,8 +144,8 @@ func TestRuleAccessors(t *testing.T) {
 		assert.Equal(t, c.limit, c.rule.Limit(), "%v", c.rule)
 		assert.Equal(t, c.window, c.rule.Window(), "%v", c.rule)
 		assert.Equal(t, c.rate, c.rule.Rate(), "%v", c.rule)
-		if c.suffix != "" {
-			assert.Equal(t, c.suffix, c.rule.suffix(), "%v", c.rule)
+		if c.member != "" {
+			assert.Equal(t, c.member, c.rule.member(), "%v", c.rule)
 		}
 	}
 	// Rules are comparable values: usable as map keys, equal when made equal.
@@ -154,10 +154,10 @@ func TestRuleAccessors(t *testing.T) {
 	assert.NotEqual(t, TokenBucket(7, time.Second, 10), LeakyBucket(7, time.Second, 10))
 }
 
-// TestRuleSuffix checks that suffixes are injective over valid rules (rules
-// that differ in any parameter never share state) and never a bucket number
-// nor the index suffix.
-func TestRuleSuffix(t *testing.T) {
+// TestRuleMember checks that members are injective over valid rules (rules
+// that differ in any parameter never share state) and hold neither of the
+// record's delimiters.
+func TestRuleMember(t *testing.T) {
 	var rules []Rule
 	periods := []time.Duration{time.Millisecond, 10 * time.Millisecond, 11 * time.Millisecond, 101 * time.Millisecond, 110 * time.Millisecond, time.Second, 90 * time.Second}
 	values := []int64{1, 2, 10, 11, 12, 110, 111, 1000, MaxValue / 90_000, MaxValue}
@@ -176,46 +176,49 @@ func TestRuleSuffix(t *testing.T) {
 			continue
 		}
 		valid++
-		s := r.suffix()
+		s := r.member()
 		if prev, dup := seen[s]; dup {
-			t.Fatalf("%v and %v share the suffix %q", prev, r, s)
+			t.Fatalf("%v and %v share the member %q", prev, r, s)
 		}
 		seen[s] = r
-		assert.NotEqual(t, indexSuffix, s)
-		_, err := strconv.ParseInt(s, 10, 64)
-		assert.True(t, errors.Is(err, strconv.ErrSyntax), "suffix %q reads as a number", s)
-		assert.Equal(t, s, string(r.appendSuffix([]byte{})))
+		assert.False(t, strings.ContainsAny(s, ";="), "member %q", s)
+		assert.Equal(t, s, string(r.appendMember([]byte{})))
 	}
 	assert.Greater(t, valid, 1000)
 }
 
-// TestRuleKeys checks the KEYS of the rule script: the index, then each
-// rule's state key, all of the id's base, for ids of odd bytes.
+// TestRuleKeys checks the key of the rule script, the id's rule record,
+// and the name of a call's key set and rules, for ids of odd bytes.
 func TestRuleKeys(t *testing.T) {
 	rules := []Rule{FixedWindow(time.Second, 10), TokenBucket(7, time.Second, 10), SlidingWindow(time.Minute, MaxValue/60_000)}
 	for _, id := range oddIDs {
-		keys := ruleKeys("pre:", id, rules)
-		require.Len(t, keys, 1+len(rules))
-		assert.Equal(t, indexKey("pre:", id), keys[0])
-		for i, r := range rules {
-			assert.Equal(t, keyBase("pre:", id)+r.suffix(), keys[1+i])
-		}
+		key, set := ruleKeySet("pre:", id, rules)
+		assert.Equal(t, keyBase("pre:", id)+ruleSuffix, key)
+		assert.Equal(t, key+"f:1000:10=t:7:1000:10=s:60000:150119987579=", set)
+		assert.Equal(t, testcluster.Slot(indexKey("pre:", id)), testcluster.Slot(key), "one slot")
 	}
-	assert.Equal(t, []string{"{a}:i", "{a}:r:l:1:1:1"}, ruleKeys("", "a", []Rule{LeakyBucket(1, time.Millisecond, 1)}))
-	allocs := testing.AllocsPerRun(100, func() { ruleKeys("pre:", "user:1", rules) })
-	assert.LessOrEqual(t, allocs, 2.0, "one string for all keys, and the slice")
+	key, set := ruleKeySet("", "a", []Rule{LeakyBucket(1, time.Millisecond, 1)})
+	assert.Equal(t, "{a}:r", key)
+	assert.Equal(t, "{a}:rl:1:1:1=", set)
+	allocs := testing.AllocsPerRun(100, func() { ruleKeySet("pre:", "user:1", rules) })
+	assert.LessOrEqual(t, allocs, 1.0, "one string for the key and the name")
 }
 
 func TestRuleArgs(t *testing.T) {
 	rules := []Rule{FixedWindow(time.Second, 10), SlidingWindow(time.Minute, 5), TokenBucket(7, time.Second, 3), LeakyBucket(1, 90*time.Second, 4)}
+	cl := newRuleCall("p:", "id", rules, 1234, 2, true)
+	assert.Equal(t, []string{"p:{id}:r"}, cl.keys)
+	assert.Equal(t, "p:{id}:rf:1000:10=s:60000:5=t:7:1000:3=l:1:90000:4=", cl.group)
 	assert.Equal(t, []any{
 		int64(1234), int64(2), "1",
-		"f", int64(1000), int64(10), int64(0),
-		"s", int64(60_000), int64(5), int64(0),
-		"t", int64(1000), int64(3), int64(7),
-		"l", int64(90_000), int64(4), int64(1),
-	}, ruleArgs(1234, 2, true, rules))
-	assert.Equal(t, []any{int64(-5), int64(1), "0", "f", int64(1000), int64(10), int64(0)}, ruleArgs(-5, 1, false, rules[:1]))
+		"f:1000:10=", "f", int64(1000), int64(10), int64(0),
+		"s:60000:5=", "s", int64(60_000), int64(5), int64(0),
+		"t:7:1000:3=", "t", int64(1000), int64(3), int64(7),
+		"l:1:90000:4=", "l", int64(90_000), int64(4), int64(1),
+	}, cl.args)
+	assert.Equal(t, 4, ruleCallRules(cl))
+	cl = newRuleCall("p:", "id", rules[:1], -5, 1, false)
+	assert.Equal(t, []any{int64(-5), int64(1), "0", "f:1000:10=", "f", int64(1000), int64(10), int64(0)}, cl.args)
 }
 
 func TestRuleParseReply(t *testing.T) {

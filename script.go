@@ -46,32 +46,27 @@ local function errmsg(e)
 end
 `
 
-// indexLua defines index_key, which every script that writes a key of an id
-// calls after writing it, as index_key(index key, key base, member, ttl
-// ms, created, pttl, again), where pttl is the index's PTTL as read before
-// the script's first write, and again says that the member may be listed
-// already: a rule's state, whose key comes back with the same member each
-// time it expires and is created again (a bucket's number is new). It
-// returns the index's PTTL after the call. The
-// id's index (a sorted set) lists every key of the id by its suffix after
-// the key base, so that DeleteBuckets never scans; two rules keep it exact
+// indexLua defines index_key, which fixed_hits calls after writing a
+// bucket, as index_key(index key, key base, member, ttl ms, created, pttl),
+// where member is the bucket's number, created says that the bucket is
+// new, and pttl is the index's PTTL as read before the script's first
+// write. The id's index (a sorted set) lists every bucket of the id by its
+// number, so that DeleteBuckets never scans; two rules keep it exact
 // whatever the callers' clocks say:
 //
-//   - The index outlives every key it lists: after a key is given a TTL of
-//     ttl ms, the index's TTL is raised to 2*ttl whenever it is below ttl
-//     (one PTTL read per call; a write about once per ttl).
+//   - The index outlives every bucket it lists: after a bucket is given a
+//     TTL of ttl ms, the index's TTL is raised to 2*ttl whenever it is
+//     below ttl (one PTTL read per call; a write about once per ttl).
 //
-//   - An entry is dropped only once its key is gone: when a key is created
-//     and listed, the two oldest entries are looked at; a gone key's entry
-//     is removed, a live key's entry is moved to the back. A rule's state
-//     created again whose member is still listed (ZSCORE) is not listed
-//     again: the index does not grow. Scores are the server's TIME in
-//     microseconds, never a caller's clock. During a slot migration a key
-//     that is not on this node cannot be read; its entry is then left alone
-//     (pcall).
+//   - An entry is dropped only once its bucket is gone: when a bucket is
+//     created and listed, the two oldest entries are looked at; a gone
+//     bucket's entry is removed, a live one's is moved to the back. Scores
+//     are the server's TIME in microseconds, never a caller's clock.
+//     During a slot migration a bucket that is not on this node cannot be
+//     read; its entry is then left alone (pcall).
 const indexLua = `
-local function index_key(idx, base, member, ttl, created, pttl, again)
-  if created and not (again and pttl > 0 and redis.call('ZSCORE', idx, member)) then
+local function index_key(idx, base, member, ttl, created, pttl)
+  if created then
     local t = redis.call('TIME')
     local us = t[1] * 1000000 + t[2]
     redis.call('ZADD', idx, us, member)
@@ -92,9 +87,7 @@ local function index_key(idx, base, member, ttl, created, pttl, again)
       redis.call('ZADD', idx, 'NX', t[1] * 1000000 + t[2], member)
     end
     redis.call('PEXPIRE', idx, 2 * ttl)
-    pttl = 2 * ttl
   end
-  return pttl
 end
 `
 
@@ -169,17 +162,27 @@ return O[1]
 var hitScript = newScript(hitSource)
 
 // deleteScript deletes the buckets it is given and drops them from their
-// index, and returns how many buckets existed. Every key is declared, so
-// Redis Cluster routes it right even while the slot is being migrated.
+// index, and deletes the id's rule record. It returns how many buckets
+// existed plus how many rule states the record held. Every key
+// is declared, so Redis Cluster routes it right even while the slot is
+// being migrated.
 //
-//	KEYS[1] index, KEYS[2..] bucket keys
+//	KEYS[1] index, KEYS[2] rule record, KEYS[3..] bucket keys
 //	ARGV    the buckets' index entries
 var deleteScript = newScript(`
 local n = 0
-for i = 2, #KEYS do
+local rec = redis.call('GET', KEYS[2])
+if rec then
+  local _, states = string.gsub(rec, ';', ';')
+  n = states
+  redis.call('DEL', KEYS[2])
+end
+for i = 3, #KEYS do
   n = n + redis.call('DEL', KEYS[i])
 end
-redis.call('ZREM', KEYS[1], unpack(ARGV))
+if #ARGV > 0 then
+  redis.call('ZREM', KEYS[1], unpack(ARGV))
+end
 return n
 `)
 

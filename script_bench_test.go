@@ -54,8 +54,7 @@ func BenchmarkBatchScript(b *testing.B) {
 					bucket, index := hitKeys(defaultKeyPrefix, BucketKey{Bucket: 1, ID: id})
 					cl = newHitCall(bucket, index, now, 1, int64(time.Hour/time.Millisecond))
 				} else {
-					keys, set := ruleKeySet(defaultKeyPrefix, id, tc.rules)
-					cl = &call{script: ruleScript, keys: keys, args: ruleArgs(now, 1, true, tc.rules), group: set}
+					cl = newRuleCall(defaultKeyPrefix, id, tc.rules, now, 1, true)
 				}
 				units[i] = unit{calls: []*call{cl}}
 			}

@@ -32,12 +32,11 @@ const cpuRatioGoal = 1.5
 const cpuBig = 1 << 37
 
 // The rules of TestRedisCPU. oneRule and threeRules refill or roll over
-// within about a second, so that an id's state expires a second or two
-// after its last hit and comes back with the next one, like peerBucket's:
-// a share of the hits create keys, and index them. keptOne and keptThree
-// keep every id's state for hours, so that every hit after the warm-up
-// updates keys that exist: the steady cost of a rule, without the index
-// upkeep of a new key.
+// within about a second, so that an id's rule record expires a second or
+// two after its last hit and comes back with the next one, like
+// peerBucket's: a share of the hits create the record again. keptOne and
+// keptThree keep every id's state for hours, so that every hit after the
+// warm-up updates a record that exists: the steady cost of a rule.
 var (
 	oneRule    = []hammer.Rule{hammer.TokenBucket(cpuBig, time.Minute, cpuBig)}
 	threeRules = []hammer.Rule{

@@ -29,7 +29,7 @@ const memIDs = 20000
 type memCase struct {
 	name      string
 	params    string
-	rules     int   // rules, or keys of state, per id
+	rules     int   // rules, or buckets, per id
 	keysPerID int64 // the keys one id leaves
 	call      func(ctx context.Context, id string) error
 }
@@ -71,11 +71,11 @@ func TestMemory(t *testing.T) {
 		}
 	}
 	cases := []memCase{
-		{"FixedWindow", fixed.String(), 1, 2, hit(fixed)},
-		{"SlidingWindow", sliding.String(), 1, 2, hit(sliding)},
-		{"TokenBucket", token.String(), 1, 2, hit(token)},
-		{"LeakyBucket", leaky.String(), 1, 2, hit(leaky)},
-		{"all four in one Hit", "the four above", 4, 5, hit(fixed, sliding, token, leaky)},
+		{"FixedWindow", fixed.String(), 1, 1, hit(fixed)},
+		{"SlidingWindow", sliding.String(), 1, 1, hit(sliding)},
+		{"TokenBucket", token.String(), 1, 1, hit(token)},
+		{"LeakyBucket", leaky.String(), 1, 1, hit(leaky)},
+		{"all four in one Hit", "the four above", 4, 1, hit(fixed, sliding, token, leaky)},
 		{"CheckRate", "1m, limit 1000", 1, 2, func(ctx context.Context, id string) error {
 			_, err := l.CheckRate(ctx, id, time.Minute, limit)
 			return err
