@@ -7,40 +7,44 @@ import (
 
 // ruleLua defines rule_calls(key, n, P, p0, A, a, m), which charges m
 // calls one after another against n rules of one id, whose states are kept
-// in the id's rule record, key: rule i's parameters are P[p0+5i-4..p0+5i]
-// (its token: its member, see Rule.member, and "="; kind "f", "s", "t" or
-// "l"; window or per in ms; limit, burst or capacity; rate, 0 for
-// windows), and call j (from 0)
-// is A[a+3j..a+3j+2] (now, cost, "1" to charge or "0" to peek). The
-// arguments are read where they lie, in KEYS and ARGV, and the work is done
-// in scratch arrays, so that a call makes no table. It puts each call's
-// reply in O (see preludeLua): what the same calls sent one by one would
-// get. It does the model's arithmetic (model.go), in Lua doubles, which are
-// exact for every value it meets (see Rule.Validate); floor and ceil
-// divisions go through math.fmod, which is exact. Where the model asks
-// whether el >= divCeil(x, rate), the script asks whether el * rate >= x,
-// the same test: a whole product below 2^53 is exact, and rounding never
-// brings a larger one below x.
+// in the id's rule record, key. Rule i's parameters are
+// P[p0+5i-4..p0+5i]: its token (its member, see Rule.member, and "="); its
+// kind, "f", "s", "t" or "l"; its window or per in ms; its limit, burst or
+// capacity; its rate, 0 for windows. Call j (from 0) is A[a+3j..a+3j+2]:
+// now, cost, and "1" to charge or "0" to peek. The arguments are read
+// where they lie, in KEYS and ARGV, and the work is done in scratch
+// arrays, so that a call makes no table. It puts each call's reply in O
+// (see preludeLua): what the same calls sent one by one would get. It does
+// the model's arithmetic (model.go), in Lua doubles, which are exact for
+// every value it meets (see Rule.Validate); floor and ceil divisions go
+// through math.fmod, which is exact. Where the model asks whether
+// el >= divCeil(x, rate), the script asks whether el * rate >= x, the same
+// test: a whole product below 2^53 is exact, and rounding never brings a
+// larger one below x.
 //
 // A call's reply is a flat array of integers: 1 when the call is allowed
 // (0 otherwise), then per rule: allowed (1/0), remaining, resetAfter ms
 // and retryAfter ms. A peek (charge false) replies what the hit would.
 //
-// The record is one string of entries, one per rule, each
-// "<member>=<t>:<v>:<p>:<x>;" (a token, then fields): the fields of ruleState (the unix ms of the
-// last update, the count or scaled level, a sliding window's previous
-// count, 0 for other kinds), and x, the caller's unix ms after which the
-// state is back to full (or empty) with ruleTTLMarginMs to spare: from
-// then on the entry means the same as no entry. The script reads the
-// record (one GET), decides each call in turn in memory, and writes only
-// when some call was allowed and charged: one SET with PX, of its rules'
-// new entries and of the other entries of the record whose x is still
-// ahead of the last charged call's now (the rest are dropped), and a TTL
-// that is the largest of theirs: ruleTTL for its rules (the time until
-// the state is back to full, plus the margin, at most ruleMaxTTLMs).
-// Denied calls and peeks write nothing at all. Its only key is read
-// before it is written, so a call whose record this node does not serve
-// fails before writing anything.
+// The record is one string of entries, one per rule, each a token and
+// fields: "<member>=<t>:<v>:<p>:<x>;". t, v and p are the fields of
+// ruleState (the unix ms of the last update; the count or scaled level; a
+// sliding window's previous count, 0 for other kinds), and x is the
+// caller's unix ms after which the state is back to full (or empty) with
+// ruleTTLMarginMs to spare: from then on the entry means the same as no
+// entry. A token starts with the kind's letter, the only letter of an
+// entry, and ends with the only "=", so a plain search for it finds its
+// entry and no other.
+//
+// The script reads the record (one GET), decides each call in turn in
+// memory, and writes only when some call was allowed and charged: one SET
+// with PX of its rules' new entries and of the record's other entries
+// whose x is still ahead of the last charged call's now (the rest are
+// dropped), with a TTL that is the largest of theirs, ruleTTL for its own
+// rules (the time until the state is back to full, plus the margin, at
+// most ruleMaxTTLMs). Denied calls and peeks write nothing at all. Its
+// only key is read before it is written, so a call whose record this node
+// does not serve fails before writing anything.
 const ruleLua = `
 local MARGIN = 1000 -- ruleTTLMarginMs
 local MAXTTL = 4398046511104 -- ruleMaxTTLMs
@@ -63,9 +67,9 @@ local function rel(d, x)
 end
 
 -- Scratch arrays, by rule, reused by every unit and call of a script:
--- the state read (set, t, v, p); the rule's parameters; what decide found (ok, remaining, reset, retry as it
--- stands; remaining and reset after a charge; the state after it); and
--- the TTL of the state written.
+-- the state read (set, t, v, p); the rule's parameters; what decide found
+-- (ok, remaining, reset, retry as it stands; remaining and reset after a
+-- charge; the state after it); and the TTL of the state written.
 local SS, STT, STV, STP = {}, {}, {}, {}
 local KIND, PER, LIM, RATE = {}, {}, {}, {}
 local OK, REM, RST, RTY, REMA, RSTA, NE, NV, NP, TTL = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
