@@ -54,7 +54,9 @@ func storedKeys(t *testing.T, raw *redis.ClusterClient, prefix, id string) map[s
 	base := keyBase(prefix, id)
 	members, err := raw.ZRange(ctx, base+indexSuffix, 0, -1).Result()
 	require.NoError(t, err)
-	if n, err := raw.Exists(ctx, base+ruleSuffix).Result(); err == nil && n == 1 {
+	n, err := raw.Exists(ctx, base+ruleSuffix).Result()
+	require.NoError(t, err)
+	if n == 1 {
 		members = append(members, ruleSuffix)
 	}
 	out := map[string]string{}
