@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/go-hammer/hammer/internal/testcluster"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -256,6 +257,45 @@ func TestDeleteBucketsIsolation(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, int64(0), n)
 	})
+}
+
+// TestDeleteBucketsRoundTrips checks what DeleteBuckets sends: for an
+// unknown id, one round trip (ZRANGE of the index and EXISTS of the rule
+// record, pipelined); for an id with rules, one more, which deletes the
+// record and counts its states.
+func TestDeleteBucketsRoundTrips(t *testing.T) {
+	m := miniredis.RunT(t)
+	b, err := NewClusterBackend(Options{ExpiryMs: 60_000, InitServers: []string{m.Addr()}})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	ctx := context.Background()
+	h := countCommands(t, b)
+	_, err = b.DeleteBuckets(ctx, "warm-up") // dials, and sets up the connection
+	require.NoError(t, err)
+
+	h.trips.Store(0)
+	h.n.Store(0)
+	n, err := b.DeleteBuckets(ctx, "never-seen")
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	assert.Equal(t, int64(1), h.trips.Load(), "round trips, unknown id")
+	assert.Equal(t, int64(2), h.n.Load(), "commands, unknown id")
+
+	l := New(b)
+	for _, id := range []string{"warm-up", "rules"} { // the first loads the scripts
+		_, err = l.Hit(ctx, id, TokenBucket(1, time.Second, 5), FixedWindow(time.Minute, 9))
+		require.NoError(t, err)
+	}
+	_, err = b.DeleteBuckets(ctx, "warm-up")
+	require.NoError(t, err)
+	record, _ := ruleKeySet(defaultKeyPrefix, "rules", nil)
+	require.True(t, m.Exists(record))
+	h.trips.Store(0)
+	n, err = b.DeleteBuckets(ctx, "rules")
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), n, "both rules' states")
+	assert.Equal(t, int64(2), h.trips.Load(), "round trips, an id with rules")
+	assert.False(t, m.Exists(record))
 }
 
 func TestDeleteBucketsCountsLiveBucketsOnly(t *testing.T) {

@@ -41,11 +41,6 @@ func (b *ClusterBackend) hitCall(prefix string, key BucketKey, now, inc int64) *
 	return newHitCall(bucket, index, now, inc, b.expiryArg)
 }
 
-// ruleCall is a Hit's (or a Peek's) script call, as ChargeRules makes it.
-func ruleCall(prefix, id string, rules []Rule, now, cost int64, charge bool) *call {
-	return newRuleCall(prefix, id, rules, now, cost, charge)
-}
-
 // storedKeys returns every key of id under prefix, by its suffix, with
 // what it holds: a bucket's fields, or the rule record.
 func storedKeys(t *testing.T, raw *redis.ClusterClient, prefix, id string) map[string]string {
@@ -114,8 +109,8 @@ func TestBatchMatchesSequential(t *testing.T) {
 			} else {
 				rules := ruleSets[rng.IntN(len(ruleSets))]
 				cost, charge := 1+rng.Int64N(2), rng.IntN(8) != 0
-				batch = append(batch, ruleCall(prefix, id, rules, at, cost, charge))
-				seq = append(seq, ruleCall(seqPrefix, id, rules, at, cost, charge))
+				batch = append(batch, newRuleCall(prefix, id, rules, at, cost, charge))
+				seq = append(seq, newRuleCall(seqPrefix, id, rules, at, cost, charge))
 			}
 			k := batch[len(batch)-1].group
 			if keys[k] {
@@ -168,7 +163,7 @@ func TestBatchKeysOfOtherMasters(t *testing.T) {
 	var calls []*call
 	for i, id := range append(slices.Clone(local), foreign...) {
 		calls = append(calls, b.hitCall(prefix, BucketKey{Bucket: 7, ID: id}, hourBase, int64(i+1)))
-		calls = append(calls, ruleCall(prefix, id, rules, hourBase, 2, true))
+		calls = append(calls, newRuleCall(prefix, id, rules, hourBase, 2, true))
 	}
 	b.s.sendMany(ctx, node, calls)
 	for i, cl := range calls {
@@ -206,10 +201,10 @@ func TestBatchUnitFailsAfterItsReplies(t *testing.T) {
 		b.hitCall(prefix, BucketKey{Bucket: 3, ID: good[0]}, hourBase, 1),
 		b.hitCall(prefix, BucketKey{Bucket: 3, ID: bad}, hourBase, 1),
 		b.hitCall(prefix, BucketKey{Bucket: 3, ID: bad}, hourBase, 2),
-		ruleCall(prefix, good[1], rules, hourBase, 1, true),
-		ruleCall(prefix, bad, rules, hourBase, 1, true),
+		newRuleCall(prefix, good[1], rules, hourBase, 1, true),
+		newRuleCall(prefix, bad, rules, hourBase, 1, true),
 		b.hitCall(prefix, BucketKey{Bucket: 3, ID: good[0]}, hourBase, 4),
-		ruleCall(prefix, good[1], rules, hourBase, 2, true),
+		newRuleCall(prefix, good[1], rules, hourBase, 2, true),
 	}
 	sent := b.s.batchesSent.Load()
 	b.s.sendMany(ctx, node, calls)

@@ -805,16 +805,22 @@ func TestHitKeysAndTTLs(t *testing.T) {
 	})
 }
 
-// hitCounter counts the commands a client sends to Redis, except the
+// hitCounter counts the commands a client sends to Redis, and the round
+// trips that carry them (a command alone or a pipeline), except the
 // CLUSTER commands with which a cluster client reads the slot map, which
 // may run in the background.
-type hitCounter struct{ n atomic.Int64 }
+type hitCounter struct{ n, trips atomic.Int64 }
 
 func (h *hitCounter) add(cmds ...redis.Cmder) {
+	counted := false
 	for _, c := range cmds {
 		if c.Name() != "cluster" {
 			h.n.Add(1)
+			counted = true
 		}
+	}
+	if counted {
+		h.trips.Add(1)
 	}
 }
 

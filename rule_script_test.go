@@ -75,11 +75,6 @@ type recEntry struct {
 	x  int64
 }
 
-// encodeEntry returns the entry of rule r in a rule record.
-func encodeEntry(r Rule, en recEntry) string {
-	return fmt.Sprintf("%s=%d:%d:%d:%d;", r.member(), en.st.t, en.st.v, en.st.p, en.x)
-}
-
 // parseRecord reads a rule record: its entries, by member.
 func parseRecord(s string) (map[string]recEntry, error) {
 	out := map[string]recEntry{}
