@@ -36,13 +36,13 @@ import (
 // flat array: the units' entries, one after another.
 //
 //	ARGV[1]  the bucket TTL (ms), then each unit, one after another:
-//	"h", bucket key, index key, m, then m times: now, increment
-//	"r", rule record key, n, 5n rule parameters, m, then m times: now,
-//	     cost, "1" to charge or "0" to peek
+//	hits:  0, bucket key, index key, m, then m times: now, increment
+//	rules: n (1 or more), rule record key, the n rules' tokens, m, then m
+//	       times: now, cost (negative: a peek of -cost)
 //
-// A unit's entry is its m replies, one after another: for "h", a count or
-// "E<error>" for a hit that failed alone; for "r", the 1+4n integers of a
-// rule reply. When the unit failed, its entry is one string instead:
+// A unit's entry is its m replies, one after another: for hits, a count or
+// "E<error>" for a hit that failed alone; for rules, the 1+4n integers of
+// a rule reply. When the unit failed, its entry is one string instead:
 // "N<error>" if it failed before its first write (it did not run), or
 // "W<error>" if it may have written; what it had put is taken back.
 const batchSource = "#!lua flags=allow-cross-slot-keys\n" + preludeLua + indexLua + fixedLua + ruleLua + `
@@ -55,22 +55,22 @@ local ttl = tonumber(ARGV[1])
 local a = 2
 local na = #ARGV
 while a <= na do
-  local kind = ARGV[a]
+  local n = 0 -- a hit unit, or a rule unit of n rules
+  if ARGV[a] ~= '0' then n = tonumber(ARGV[a]) end
   local start = ON
   ST.w = false
-  if kind == 'h' then
+  if n == 0 then
     local m = tonumber(ARGV[a + 3])
     local ok, e = pcall(fixed_hits, ARGV[a + 1], ARGV[a + 2], ttl, ARGV, a + 4, m)
     if not ok then failed(start, e) end
     a = a + 4 + 2 * m
-  elseif kind == 'r' then
-    local n = tonumber(ARGV[a + 2])
-    local p0 = a + 2 -- the rules' parameters: ARGV[p0+1..p0+5n]
-    local mi = p0 + 5 * n + 1
+  elseif n and n >= 1 and n % 1 == 0 then
+    local p0 = a + 1 -- the rules' tokens: ARGV[p0+1..p0+n]
+    local mi = p0 + n + 1
     local m = tonumber(ARGV[mi])
     local ok, e = pcall(rule_calls, ARGV[a + 1], n, ARGV, p0, ARGV, mi + 1, m)
     if not ok then failed(start, e) end
-    a = mi + 1 + 3 * m
+    a = mi + 1 + 2 * m
   else
     return redis.error_reply('ERR bad batch unit')
   end
@@ -216,7 +216,7 @@ func batchCmd(units []unit) []any {
 		if first.script == hitScript {
 			size += 4 + 2*len(u.calls)
 		} else {
-			size += 4 + 5*ruleCallRules(first) + 3*len(u.calls)
+			size += 3 + ruleCallRules(first) + 2*len(u.calls)
 		}
 	}
 	args := make([]any, 4, size)
@@ -226,18 +226,18 @@ func batchCmd(units []unit) []any {
 		if first.script == hitScript {
 			// hitSource's ARGV: now, increment, ttl.
 			args[3] = first.args[2]
-			args = append(args, "h", first.keys[0], first.keys[1], len(u.calls))
+			args = append(args, 0, first.keys[0], first.keys[1], len(u.calls))
 			for _, cl := range u.calls {
 				args = append(args, cl.args[0], cl.args[1])
 			}
 			continue
 		}
-		// ruleSource's ARGV: now, cost, charge, then 5 per rule.
-		args = append(args, "r", first.keys[0], ruleCallRules(first))
-		args = append(args, first.args[3:]...)
+		// ruleSource's ARGV: now, cost (signed), then each rule's token.
+		args = append(args, ruleCallRules(first), first.keys[0])
+		args = append(args, first.args[2:]...)
 		args = append(args, len(u.calls))
 		for _, cl := range u.calls {
-			args = append(args, cl.args[0], cl.args[1], cl.args[2])
+			args = append(args, cl.args[0], cl.args[1])
 		}
 	}
 	return args

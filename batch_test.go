@@ -230,6 +230,27 @@ func TestBatchUnitFailsAfterItsReplies(t *testing.T) {
 	}
 }
 
+// TestBatchBadUnit sends batch scripts whose unit is neither of hits (0)
+// nor of rules (n >= 1): the script refuses the batch, before the unit
+// runs, and writes nothing.
+func TestBatchBadUnit(t *testing.T) {
+	_, b, raw, prefix := sharedCluster(t, CoalesceOn)
+	ctx := context.Background()
+	node, ids := idsOn(t, b.client.(*redis.ClusterClient), prefix, "badunit", 1)
+	key, _ := ruleKeySet(prefix, ids[0], nil)
+	tok := "t:1:1000:10="
+	for _, u := range []any{"h", "r", "-1", "1.5", "", "x"} {
+		cmd := []any{"eval", batchScript.src, 0, "60000", u, key, tok, 1, hourBase, 1}
+		err := node.Do(ctx, cmd...).Err()
+		assert.ErrorContains(t, err, "bad batch unit", "unit %q", u)
+	}
+	assert.Zero(t, raw.Exists(ctx, key).Val(), "nothing written")
+	good := []any{"eval", batchScript.src, 0, "60000", 1, key, tok, 1, hourBase, 1}
+	require.NoError(t, node.Do(ctx, good...).Err(), "the same unit, of one rule")
+	_, err := parseRecord(raw.Get(ctx, key).Val())
+	require.NoError(t, err)
+}
+
 // TestBatchNoScript flushes the script caches, then sends a batch: it
 // gets NOSCRIPT, and is sent again with the script loaded. Every call
 // counts once.

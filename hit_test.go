@@ -731,7 +731,7 @@ func TestHitKeysAndTTLs(t *testing.T) {
 					require.True(t, d.Allowed)
 					last = clk.now().UnixMilli()
 					for _, rd := range d.Rules {
-						xs[rd.Rule] = last + ruleTTL(rd.ResetAfter.Milliseconds())
+						xs[rd.Rule] = ruleExpiry(last, rd.ResetAfter.Milliseconds())
 					}
 				}
 			}

@@ -44,6 +44,27 @@ func ruleTTL(resetAfterMs int64) int64 {
 	return min(resetAfterMs+ruleTTLMarginMs, ruleMaxTTLMs)
 }
 
+// ruleXStepMs rounds up x, the unix ms after which a written state may be
+// dropped (see ruleLua): the hits of an id within one step mostly write
+// the same x, and the rule record then keeps its TTL (SET KEEPTTL), which
+// costs less than setting it anew.
+const ruleXStepMs = 1000
+
+// ruleExpiry returns x for a state written at now whose reset is
+// resetAfterMs away: now plus ruleTTL(resetAfterMs), rounded up to a whole
+// multiple of ruleXStepMs, and at most now plus ruleMaxTTLMs. So the state
+// is kept from ruleTTLMarginMs to ruleTTLMarginMs+ruleXStepMs-1 ms longer
+// than it needs to be.
+func ruleExpiry(now, resetAfterMs int64) int64 {
+	x := now + ruleTTL(resetAfterMs)
+	if r := x % ruleXStepMs; r > 0 {
+		x += ruleXStepMs - r
+	} else if r < 0 {
+		x -= r
+	}
+	return min(x, now+ruleMaxTTLMs)
+}
+
 // ruleState is the stored state of one rule of one id. The zero value is
 // the state of a key that does not exist.
 type ruleState struct {
@@ -246,7 +267,7 @@ type evalResult struct {
 	allowed   bool           // every rule allows the cost
 	decisions []RuleDecision // per rule
 	states    []ruleState    // per rule, the states after the call
-	ttlsMs    []int64        // per rule, the TTL of the written state; nil when nothing is written
+	ttlsMs    []int64        // per rule, x - now for the written state (see ruleExpiry); nil when nothing is written
 }
 
 // evalRules charges cost against every rule at now, all or nothing: the
@@ -270,7 +291,7 @@ func evalRules(states []ruleState, rules []Rule, now, cost int64, charge bool) e
 		res.decisions[i] = evs[i].decision(r, res.allowed)
 		if res.ttlsMs != nil {
 			res.states[i] = evs[i].next
-			res.ttlsMs[i] = ruleTTL(evs[i].resetAfterMs)
+			res.ttlsMs[i] = ruleExpiry(now, evs[i].resetAfterMs) - now
 		}
 	}
 	return res

@@ -42,7 +42,8 @@ func runModel(t *testing.T, r Rule, steps []modelStep) {
 		require.Equal(t, s.allowed, res.allowed, "step %d", i)
 		require.Equal(t, []RuleDecision{want}, res.decisions, "step %d (at %d, cost %d)", i, s.at, s.cost)
 		if s.allowed && !s.peek {
-			require.Equal(t, []int64{s.reset + ruleTTLMarginMs}, res.ttlsMs, "step %d: TTL", i)
+			require.Len(t, res.ttlsMs, 1, "step %d: TTL", i)
+			checkExpiry(t, now, s.reset, res.ttlsMs[0])
 			require.True(t, res.states[0].set, "step %d", i)
 		} else {
 			require.Nil(t, res.ttlsMs, "step %d: nothing written", i)
@@ -472,7 +473,7 @@ func TestModelAllOrNothing(t *testing.T) {
 				for j := range rules {
 					require.Greater(t, res.ttlsMs[j], int64(ruleTTLMarginMs))
 					if d := res.decisions[j].ResetAfter; d < msDuration(MaxValue) {
-						require.Equal(t, min(d.Milliseconds()+ruleTTLMarginMs, ruleMaxTTLMs), res.ttlsMs[j], "TTL: reset + margin, capped")
+						checkExpiry(t, now, d.Milliseconds(), res.ttlsMs[j])
 					}
 				}
 			}
@@ -519,4 +520,43 @@ func TestModelHelpers(t *testing.T) {
 	assert.Equal(t, int64(MaxValue), relMs(MaxValue, MaxValue))
 	assert.Equal(t, time.Duration(1<<63-1), msDuration(MaxValue))
 	assert.Equal(t, 5*time.Millisecond, msDuration(5))
+}
+
+// checkExpiry checks ttl, x - now for a state written at now whose reset
+// is reset ms away: the reset plus the margin, rounded up so that x is a
+// whole number of steps, at most ruleMaxTTLMs.
+func checkExpiry(t *testing.T, now, reset, ttl int64) {
+	t.Helper()
+	if reset+ruleTTLMarginMs >= ruleMaxTTLMs {
+		require.Equal(t, int64(ruleMaxTTLMs), ttl, "capped")
+		return
+	}
+	require.GreaterOrEqual(t, ttl, reset+ruleTTLMarginMs, "at least the reset and the margin")
+	if ttl == ruleMaxTTLMs {
+		return
+	}
+	require.Less(t, ttl, reset+ruleTTLMarginMs+ruleXStepMs, "less than a step more")
+	require.Zero(t, (now+ttl)%ruleXStepMs, "x is a whole number of steps")
+}
+
+func TestRuleExpiry(t *testing.T) {
+	cases := []struct{ now, reset, want int64 }{
+		{0, 0, 1000},
+		{1, 0, 2000},
+		{1, 999, 2000},
+		{1, 1000, 3000},
+		{1_764_283_288_000, 1, 1_764_283_290_000},
+		{1_764_283_288_123, 7, 1_764_283_290_000},
+		{1_764_283_288_999, 1, 1_764_283_290_000},
+		{-5, 0, 1000},
+		{-1500, 0, 0},
+		{-2500, 1, -1000},
+		{0, ruleMaxTTLMs, ruleMaxTTLMs},
+		{10, ruleMaxTTLMs - 1000, 10 + ruleMaxTTLMs},
+		{10, ruleMaxTTLMs - 1500, 4_398_046_511_000}, // 2^42 = 4,398,046,511,104
+		{0, ruleMaxTTLMs - 1500, 4_398_046_511_000},
+	}
+	for _, c := range cases {
+		assert.Equal(t, c.want, ruleExpiry(c.now, c.reset), "now %d, reset %d", c.now, c.reset)
+	}
 }

@@ -7,13 +7,12 @@ import (
 
 // ruleLua defines rule_calls(key, n, P, p0, A, a, m), which charges m
 // calls one after another against n rules of one id, whose states are kept
-// in the id's rule record, key. Rule i's parameters are
-// P[p0+5i-4..p0+5i]: its token (its member, see Rule.member, and "="); its
-// kind, "f", "s", "t" or "l"; its window or per in ms; its limit, burst or
-// capacity; its rate, 0 for windows. Call j (from 0) is A[a+3j..a+3j+2]:
-// now, cost, and "1" to charge or "0" to peek. The arguments are read
-// where they lie, in KEYS and ARGV, and the work is done in scratch
-// arrays, so that a call makes no table. It puts each call's reply in O
+// in the id's rule record, key. Rule i is P[p0+i], its token: its member
+// (see Rule.member), which holds its kind and every parameter, and "=".
+// rule_params reads a token's parameters once per script call. Call j
+// (from 0) is A[a+2j..a+2j+1]: now, and its cost, negative for a peek of
+// -cost. The arguments are read where they lie, in KEYS and ARGV, and the
+// work is done in scratch arrays, so that a call makes no table. It puts each call's reply in O
 // (see preludeLua): what the same calls sent one by one would get. It does
 // the model's arithmetic (model.go), in Lua doubles, which are exact for
 // every value it meets (see Rule.Validate); floor and ceil divisions go
@@ -24,30 +23,35 @@ import (
 //
 // A call's reply is a flat array of integers: 1 when the call is allowed
 // (0 otherwise), then per rule: allowed (1/0), remaining, resetAfter ms
-// and retryAfter ms. A peek (charge false) replies what the hit would.
+// and retryAfter ms. A peek replies what the hit would.
 //
 // The record is one string of entries, one per rule, each a token and
 // fields: "<member>=<t>:<v>:<p>:<x>;". t, v and p are the fields of
 // ruleState (the unix ms of the last update; the count or scaled level; a
 // sliding window's previous count, 0 for other kinds), and x is the
 // caller's unix ms after which the state is back to full (or empty) with
-// ruleTTLMarginMs to spare: from then on the entry means the same as no
-// entry. A token starts with the kind's letter, the only letter of an
-// entry, and ends with the only "=", so a plain search for it finds its
-// entry and no other.
+// ruleTTLMarginMs to spare, rounded up to a whole ruleXStepMs (see
+// ruleExpiry): from then on the entry means the same as no entry. A token
+// starts with the kind's letter, the only letter of an entry, and ends
+// with the only "=", so a plain search for it finds its entry and no
+// other.
 //
 // The script reads the record (one GET), decides each call in turn in
 // memory, and writes only when some call was allowed and charged: one SET
-// with PX of its rules' new entries and of the record's other entries
-// whose x is still ahead of the last charged call's now (the rest are
-// dropped), with a TTL that is the largest of theirs, ruleTTL for its own
-// rules (the time until the state is back to full, plus the margin, at
-// most ruleMaxTTLMs). Denied calls and peeks write nothing at all. Its
-// only key is read before it is written, so a call whose record this node
-// does not serve fails before writing anything.
+// of its rules' new entries and of the record's other entries whose x is
+// still ahead of the last charged call's now (the rest are dropped). The
+// record lasts until the latest x of its entries, at most ruleMaxTTLMs
+// from now: the SET has PX of that much, or KEEPTTL when the record held
+// an entry for each of the call's rules and their x are the same after
+// the call, so that the record's TTL already runs long enough. (As x is
+// rounded up, the hits of an id within a second mostly write the same x,
+// and a KEEPTTL costs a master and its replicas less than a PX.) Denied calls and peeks write nothing
+// at all. Its only key is read before it is written, so a call whose
+// record this node does not serve fails before writing anything.
 const ruleLua = `
 local MARGIN = 1000 -- ruleTTLMarginMs
 local MAXTTL = 4398046511104 -- ruleMaxTTLMs
+local XSTEP = 1000 -- ruleXStepMs
 local fmod = math.fmod
 local function dfloor(a, b)
   local r = fmod(a, b)
@@ -60,21 +64,54 @@ local function dceil(a, b)
   if r > 0 then return (a - r) / b + 1 end
   return a / b
 end
+-- expiry returns x for a state written at now whose reset is reset ms
+-- away (see ruleExpiry).
+local function expiry(now, reset)
+  local x = now + reset + MARGIN
+  local r = fmod(x, XSTEP)
+  if r < 0 then r = r + XSTEP end
+  if r > 0 then x = x + XSTEP - r end
+  if x - now > MAXTTL then x = now + MAXTTL end
+  return x
+end
 local function rel(d, x)
   local y = d + x
   if y > MAX then y = MAX end
   return y
 end
 
+-- rule_params returns the kind, window or per (ms), limit (or burst or
+-- capacity) and rate (0 for windows) of a rule from its token:
+-- "<kind>:<per>:<limit>=" for windows, "<kind>:<rate>:<per>:<limit>=" for
+-- buckets. Each token is parsed once per script call.
+local PARAMS = {}
+local function rule_params(tok)
+  local r = PARAMS[tok]
+  if r then return r[1], r[2], r[3], r[4] end
+  local k, x, y, z = string.match(tok, '^([fstl]):(%d+):(%d+):?(%d*)=$')
+  local bucket = k == 't' or k == 'l'
+  if not k or bucket == (z == '') then
+    error({err = 'ERR bad rule ' .. tostring(tok)})
+  end
+  if bucket then
+    r = {k, tonumber(y), tonumber(z), tonumber(x)}
+  else
+    r = {k, tonumber(x), tonumber(y), 0}
+  end
+  PARAMS[tok] = r
+  return r[1], r[2], r[3], r[4]
+end
+
 -- Scratch arrays, by rule, reused by every unit and call of a script:
 -- the state read (set, t, v, p); the rule's parameters; what decide found
 -- (ok, remaining, reset, retry as it stands; remaining and reset after a
--- charge; the state after it); and the TTL of the state written.
+-- charge; the state after it); and the x of the state written.
 local SS, STT, STV, STP = {}, {}, {}, {}
 local KIND, PER, LIM, RATE = {}, {}, {}, {}
-local OK, REM, RST, RTY, REMA, RSTA, NE, NV, NP, TTL = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
--- By rule, its member and "="; and the pieces of the record written.
-local MEM, PCS = {}, {}
+local OK, REM, RST, RTY, REMA, RSTA, NE, NV, NP, X = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
+-- By rule, its member and "=", and the x of its entry read, as written
+-- (false: none); and the pieces of the record written.
+local MEM, XS, PCS = {}, {}, {}
 
 -- decide decides rule i for a call at now of cost: OK[i]; when it allows,
 -- what a charge leaves (REMA, RSTA) and the state after it (NE, NV, NP);
@@ -203,26 +240,28 @@ local function rule_calls(key, n, P, p0, A, a, m)
   local raw = redis.call('GET', key)
   local own = 0 -- bytes of the record in the entries of this call's rules
   for i = 1, n do
-    local q = p0 + 5 * i - 4
-    local tok = P[q]
+    local tok = P[p0 + i]
     MEM[i] = tok
-    KIND[i], PER[i], LIM[i], RATE[i] = P[q + 1], tonumber(P[q + 2]), tonumber(P[q + 3]), tonumber(P[q + 4])
-    SS[i], STT[i], STV[i], STP[i] = false, 0, 0, 0
+    KIND[i], PER[i], LIM[i], RATE[i] = rule_params(tok)
+    SS[i], STT[i], STV[i], STP[i], XS[i] = false, 0, 0, 0, false
     local s, e = nil, nil
     if raw then s, e = string.find(raw, tok, 1, true) end
     if s then
-      local t, v, p, after = string.match(raw, '^(%-?%d+):(%-?%d+):(%-?%d+):%-?%d+;()', e + 1)
+      local t, v, p, x, after = string.match(raw, '^(%-?%d+):(%-?%d+):(%-?%d+):(%-?%d+);()', e + 1)
       if not t then
         error({err = 'ERR bad rule record'})
       end
-      SS[i], STT[i], STV[i], STP[i] = true, tonumber(t), tonumber(v), tonumber(p)
+      if p == '0' then p = 0 else p = tonumber(p) end
+      SS[i], STT[i], STV[i], STP[i], XS[i] = true, tonumber(t), tonumber(v), p, x
       own = own + after - s
     end
   end
-  local charged, last = false, 0
+  local charged, last, lasts = false, 0, nil
   for j = 0, m - 1 do
-    local q = a + 3 * j
+    local q = a + 2 * j
     local now, cost = tonumber(A[q]), tonumber(A[q + 1])
+    local charge = cost > 0
+    if not charge then cost = -cost end
     local all = true
     for i = 1, n do
       decide(i, now, cost, false)
@@ -244,22 +283,28 @@ local function rule_calls(key, n, P, p0, A, a, m)
       k = k + 4
     end
     ON = k + 1
-    if all and A[q + 2] == '1' then
-      charged, last = true, now
+    if all and charge then
+      charged, last, lasts = true, now, A[q]
       for i = 1, n do
         SS[i], STT[i], STV[i], STP[i] = true, NE[i], NV[i], NP[i]
-        local ttl = RSTA[i] + MARGIN
-        if ttl > MAXTTL then ttl = MAXTTL end
-        TTL[i] = ttl
+        X[i] = expiry(now, RSTA[i])
       end
     end
   end
   if not charged then return end
-  local c, ttl = 0, 0
+  -- The entries written. Each field is formatted with '%d' (Lua's
+  -- tostring writes 14 digits only), but for the values most calls write:
+  -- t is mostly the last call's now, as it was sent; p is 0 but for
+  -- sliding windows; x is mostly the x of the entry read.
+  local c, xnew, keep = 0, -MAX, raw
   for i = 1, n do
+    local ts, ps, xs = lasts, '0', string.format('%d', X[i])
+    if STT[i] ~= last then ts = string.format('%d', STT[i]) end
+    if STP[i] ~= 0 then ps = string.format('%d', STP[i]) end
+    if xs ~= XS[i] then keep = false end
     c = c + 1
-    PCS[c] = string.format('%s%d:%d:%d:%d;', MEM[i], STT[i], STV[i], STP[i], last + TTL[i])
-    if TTL[i] > ttl then ttl = TTL[i] end
+    PCS[c] = MEM[i] .. ts .. ':' .. string.format('%d', STV[i]) .. ':' .. ps .. ':' .. xs .. ';'
+    if X[i] > xnew then xnew = X[i] end
   end
   if raw and own < #raw then -- the record holds entries of other rules
     local size = 0
@@ -273,18 +318,23 @@ local function rule_calls(key, n, P, p0, A, a, m)
       if not ours and x > last then
         c = c + 1
         PCS[c] = w
-        if x - last > ttl then ttl = x - last end
+        if x > xnew then xnew = x end
       end
     end
     if size ~= #raw then
       error({err = 'ERR bad rule record'})
     end
   end
-  if ttl > MAXTTL then ttl = MAXTTL end
   local val = PCS[1]
   if c > 1 then val = table.concat(PCS, '', 1, c) end
   ST.w = true
-  redis.call('SET', key, val, 'PX', ttl)
+  if keep then
+    redis.call('SET', key, val, 'KEEPTTL')
+  else
+    local ttl = xnew - last
+    if ttl > MAXTTL then ttl = MAXTTL end
+    redis.call('SET', key, val, 'PX', ttl)
+  end
 end
 `
 
@@ -292,19 +342,17 @@ end
 // rules, atomically, in one round trip (see ruleLua).
 //
 //	KEYS[1]      the id's rule record: keyBase(prefix, id) + "r"
-//	ARGV[1]      now (unix ms), ARGV[2] cost,
-//	ARGV[3]      "1" to charge (a hit), "0" to peek
-//	ARGV[5i-1..5i+3], for rule i = 1..n: its member and "=", kind, window
-//	             or per in ms, limit (or burst or capacity), rate (0 for
-//	             windows)
+//	ARGV[1]      now (unix ms)
+//	ARGV[2]      the cost of a hit, or minus the cost of a peek
+//	ARGV[2+i]    for rule i = 1..n: its token, its member and "="
 //
 // The reply is the call's reply of rule_calls.
 const ruleSource = preludeLua + ruleLua + `
-local n = (#ARGV - 3) / 5
-if #KEYS ~= 1 or n < 1 or n % 1 ~= 0 then
+local n = #ARGV - 2
+if #KEYS ~= 1 or n < 1 then
   return redis.error_reply('ERR wrong number of keys or arguments')
 end
-local ok, e = pcall(rule_calls, KEYS[1], n, ARGV, 3, ARGV, 1, 1)
+local ok, e = pcall(rule_calls, KEYS[1], n, ARGV, 2, ARGV, 1, 1)
 if not ok then return redis.error_reply(errmsg(e)) end
 return O
 `
@@ -338,23 +386,19 @@ func ruleKeySet(prefix, id string, rules []Rule) (key, set string) {
 	return s[:n], s
 }
 
-// kindArgs holds each kind's code as an argument, boxed once.
-var kindArgs = [...]any{kindNone: kindNone.code(), kindFixed: kindFixed.code(), kindSliding: kindSliding.code(), kindToken: kindToken.code(), kindLeaky: kindLeaky.code()}
-
 // ruleArgs returns the ARGV of ruleSource for a call at now (unix ms) of
-// cost over rules: a hit when charge is set, else a peek. tokens is what
+// cost over n rules: a hit when charge is set, else a peek. tokens is what
 // follows the key in ruleKeySet's set, the rules' members each followed
 // by "="; the arguments are cut from it.
-func ruleArgs(now, cost int64, charge bool, rules []Rule, tokens string) []any {
-	args := make([]any, 0, 3+5*len(rules))
-	c := "0"
-	if charge {
-		c = "1"
+func ruleArgs(now, cost int64, charge bool, n int, tokens string) []any {
+	args := make([]any, 0, 2+n)
+	if !charge {
+		cost = -cost
 	}
-	args = append(args, now, cost, c)
-	for _, r := range rules {
+	args = append(args, now, cost)
+	for range n {
 		end := strings.IndexByte(tokens, '=') + 1
-		args = append(args, tokens[:end], kindArgs[r.kind], r.period.Milliseconds(), r.limit, r.rate)
+		args = append(args, tokens[:end])
 		tokens = tokens[end:]
 	}
 	return args
@@ -364,14 +408,14 @@ func ruleArgs(now, cost int64, charge bool, rules []Rule, tokens string) []any {
 // cost: a hit when charge is set, else a peek.
 func newRuleCall(prefix, id string, rules []Rule, now, cost int64, charge bool) *call {
 	key, set := ruleKeySet(prefix, id, rules)
-	cl := &call{script: ruleScript, args: ruleArgs(now, cost, charge, rules, set[len(key):]), group: set}
+	cl := &call{script: ruleScript, args: ruleArgs(now, cost, charge, len(rules), set[len(key):]), group: set}
 	cl.keyBuf[0] = key
 	cl.keys = cl.keyBuf[:1]
 	return cl
 }
 
 // ruleCallRules returns the number of rules of cl, a call of ruleScript.
-func ruleCallRules(cl *call) int { return (len(cl.args) - 3) / 5 }
+func ruleCallRules(cl *call) int { return len(cl.args) - 2 }
 
 // parseRuleReply reads the reply of ruleSource for rules: whether the call
 // was allowed, and each rule's decision. A reply of another form is an

@@ -209,16 +209,10 @@ func TestRuleArgs(t *testing.T) {
 	cl := newRuleCall("p:", "id", rules, 1234, 2, true)
 	assert.Equal(t, []string{"p:{id}:r"}, cl.keys)
 	assert.Equal(t, "p:{id}:rf:1000:10=s:60000:5=t:7:1000:3=l:1:90000:4=", cl.group)
-	assert.Equal(t, []any{
-		int64(1234), int64(2), "1",
-		"f:1000:10=", "f", int64(1000), int64(10), int64(0),
-		"s:60000:5=", "s", int64(60_000), int64(5), int64(0),
-		"t:7:1000:3=", "t", int64(1000), int64(3), int64(7),
-		"l:1:90000:4=", "l", int64(90_000), int64(4), int64(1),
-	}, cl.args)
+	assert.Equal(t, []any{int64(1234), int64(2), "f:1000:10=", "s:60000:5=", "t:7:1000:3=", "l:1:90000:4="}, cl.args)
 	assert.Equal(t, 4, ruleCallRules(cl))
-	cl = newRuleCall("p:", "id", rules[:1], -5, 1, false)
-	assert.Equal(t, []any{int64(-5), int64(1), "0", "f:1000:10=", "f", int64(1000), int64(10), int64(0)}, cl.args)
+	cl = newRuleCall("p:", "id", rules[:1], -5, 3, false)
+	assert.Equal(t, []any{int64(-5), int64(-3), "f:1000:10="}, cl.args, "a peek: minus the cost")
 }
 
 func TestRuleParseReply(t *testing.T) {
