@@ -386,12 +386,11 @@ func ruleKeySet(prefix, id string, rules []Rule) (key, set string) {
 	return s[:n], s
 }
 
-// ruleArgs returns the ARGV of ruleSource for a call at now (unix ms) of
-// cost over n rules: a hit when charge is set, else a peek. tokens is what
-// follows the key in ruleKeySet's set, the rules' members each followed
-// by "="; the arguments are cut from it.
-func ruleArgs(now, cost int64, charge bool, n int, tokens string) []any {
-	args := make([]any, 0, 2+n)
+// ruleArgs appends to args the ARGV of ruleSource for a call at now (unix
+// ms) of cost over n rules: a hit when charge is set, else a peek. tokens
+// is what follows the key in ruleKeySet's set, the rules' members each
+// followed by "="; the arguments are cut from it.
+func ruleArgs(args []any, now, cost int64, charge bool, n int, tokens string) []any {
 	if !charge {
 		cost = -cost
 	}
@@ -408,7 +407,8 @@ func ruleArgs(now, cost int64, charge bool, n int, tokens string) []any {
 // cost: a hit when charge is set, else a peek.
 func newRuleCall(prefix, id string, rules []Rule, now, cost int64, charge bool) *call {
 	key, set := ruleKeySet(prefix, id, rules)
-	cl := &call{script: ruleScript, args: ruleArgs(now, cost, charge, len(rules), set[len(key):]), group: set}
+	cl := &call{script: ruleScript, group: set}
+	cl.args = ruleArgs(cl.argBuf[:0], now, cost, charge, len(rules), set[len(key):]) // one rule: no allocation
 	cl.keyBuf[0] = key
 	cl.keys = cl.keyBuf[:1]
 	return cl

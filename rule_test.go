@@ -213,6 +213,8 @@ func TestRuleArgs(t *testing.T) {
 	assert.Equal(t, 4, ruleCallRules(cl))
 	cl = newRuleCall("p:", "id", rules[:1], -5, 3, false)
 	assert.Equal(t, []any{int64(-5), int64(-3), "f:1000:10="}, cl.args, "a peek: minus the cost")
+	allocs := testing.AllocsPerRun(100, func() { newRuleCall("p:", "id", rules[:1], 1234, 2, true) })
+	assert.LessOrEqual(t, allocs, 4.0, "one rule: the call, its key and name, now and the token as arguments")
 }
 
 func TestRuleParseReply(t *testing.T) {
