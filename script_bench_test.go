@@ -3,6 +3,9 @@ package hammer
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -34,36 +37,9 @@ func BenchmarkBatchScript(b *testing.B) {
 	if err := node.ScriptLoad(ctx, batchScript.src).Err(); err != nil {
 		b.Fatal(err)
 	}
-	now := time.Now().UnixMilli()
-	const big = 1 << 37
-	cases := []struct {
-		name  string
-		rules []Rule // nil: CheckRate hits
-	}{
-		{"hits", nil},
-		{"rules=1", []Rule{TokenBucket(big, time.Minute, big)}},
-		{"rules=3", []Rule{SlidingWindow(time.Hour, big), TokenBucket(big, time.Minute, big), FixedWindow(24*time.Hour, big)}},
-	}
-	for _, tc := range cases {
+	for _, tc := range batchScriptCases {
 		b.Run(tc.name, func(b *testing.B) {
-			units := make([]unit, batchUnits)
-			for i := range units {
-				id := fmt.Sprintf("bench:%s:%d", tc.name, i)
-				var cl *call
-				if tc.rules == nil {
-					bucket, index := hitKeys(defaultKeyPrefix, BucketKey{Bucket: 1, ID: id})
-					cl = newHitCall(bucket, index, now, 1, int64(time.Hour/time.Millisecond))
-				} else {
-					cl = newRuleCall(defaultKeyPrefix, id, tc.rules, now, 1, true)
-				}
-				units[i] = unit{calls: []*call{cl}}
-			}
-			cmd := batchCmd(units)
-			send := func() {
-				if err := node.Do(ctx, cmd...).Err(); err != nil {
-					b.Fatal(err)
-				}
-			}
+			send := batchSender(b, node, tc.name, tc.rules)
 			send() // the keys exist from here on
 			if err := node.ConfigResetStat(ctx).Err(); err != nil {
 				b.Fatal(err)
@@ -81,6 +57,125 @@ func BenchmarkBatchScript(b *testing.B) {
 			b.ReportMetric(commands/calls, "commands-µs/call")
 			b.ReportMetric(cpu*1e6/calls, "redis-cpu-µs/call")
 		})
+	}
+}
+
+// BenchmarkBatchScriptInstructions counts what the batches of
+// BenchmarkBatchScript cost the node in machine instructions, which do not
+// depend on what else the machine runs, as time does: the node runs under
+// valgrind's callgrind, and the benchmark reports its instructions per
+// call in the batch (the batch read, run and answered, and whatever the
+// node did meanwhile), counted from the second batch on. It skips where
+// valgrind is missing. Each batch takes tens of milliseconds under
+// valgrind: give it a count.
+//
+//	go test -run '^$' -bench BatchScriptInstructions -benchtime 20x .
+func BenchmarkBatchScriptInstructions(b *testing.B) {
+	if err := testcluster.Available(); err != nil {
+		b.Skipf("no redis-server: %v", err)
+	}
+	for _, tool := range []string{"valgrind", "callgrind_control"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			b.Skipf("no %s: %v", tool, err)
+		}
+	}
+	out := filepath.Join(b.TempDir(), "callgrind.%p")
+	c := testcluster.Start(b, testcluster.Config{
+		Masters: 1, ReplicasPerMaster: testcluster.NoReplicas, Timeout: 5 * time.Minute,
+		Wrapper: []string{"valgrind", "--tool=callgrind", "--callgrind-out-file=" + out},
+	})
+	n := c.Nodes()[0]
+	node := c.Client(n)
+	ctx := context.Background()
+	if err := node.ScriptLoad(ctx, batchScript.src).Err(); err != nil {
+		b.Fatal(err)
+	}
+	callgrind := func(command string) {
+		b.Helper()
+		if msg, err := exec.Command("callgrind_control", command, strconv.Itoa(n.Pid())).CombinedOutput(); err != nil {
+			b.Fatalf("callgrind_control %s: %v: %s", command, err, msg)
+		}
+	}
+	for _, tc := range batchScriptCases {
+		b.Run(tc.name, func(b *testing.B) {
+			send := batchSender(b, node, tc.name, tc.rules)
+			send() // the keys exist from here on
+			callgrind("--zero")
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				send()
+			}
+			b.StopTimer()
+			callgrind("--dump")
+			b.ReportMetric(float64(latestCallgrindTotal(b, strings.ReplaceAll(out, "%p", strconv.Itoa(n.Pid()))))/float64(b.N*batchUnits), "instructions/call")
+		})
+	}
+}
+
+// latestCallgrindTotal returns the instructions counted in the latest
+// dump of callgrind whose files are named prefix.<n>.
+func latestCallgrindTotal(b *testing.B, prefix string) int64 {
+	b.Helper()
+	files, err := filepath.Glob(prefix + ".*")
+	if err != nil || len(files) == 0 {
+		b.Fatalf("no callgrind dump %s.*: %v", prefix, err)
+	}
+	latest, num := "", -1
+	for _, f := range files {
+		if k, err := strconv.Atoi(strings.TrimPrefix(f, prefix+".")); err == nil && k > num {
+			latest, num = f, k
+		}
+	}
+	data, err := os.ReadFile(latest)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "totals: "); ok {
+			total, err := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return total
+		}
+	}
+	b.Fatalf("no totals in %s", latest)
+	return 0
+}
+
+// batchScriptCases are the batches of the batch-script benchmarks: 64
+// CheckRate hits, or 64 Hits of one or three rules, each of another id.
+var batchScriptCases = []struct {
+	name  string
+	rules []Rule // nil: CheckRate hits
+}{
+	{"hits", nil},
+	{"rules=1", []Rule{TokenBucket(1<<37, time.Minute, 1<<37)}},
+	{"rules=3", []Rule{SlidingWindow(time.Hour, 1<<37), TokenBucket(1<<37, time.Minute, 1<<37), FixedWindow(24*time.Hour, 1<<37)}},
+}
+
+// batchSender returns a func that sends node one batch of batchUnits
+// calls of the case name (rules nil: CheckRate hits), each of its own id,
+// all at the time of the call to batchSender.
+func batchSender(b *testing.B, node *redis.Client, name string, rules []Rule) func() {
+	now := time.Now().UnixMilli()
+	units := make([]unit, batchUnits)
+	for i := range units {
+		id := fmt.Sprintf("bench:%s:%d", name, i)
+		var cl *call
+		if rules == nil {
+			bucket, index := hitKeys(defaultKeyPrefix, BucketKey{Bucket: 1, ID: id})
+			cl = newHitCall(bucket, index, now, 1, int64(time.Hour/time.Millisecond))
+		} else {
+			cl = newRuleCall(defaultKeyPrefix, id, rules, now, 1, true)
+		}
+		units[i] = unit{calls: []*call{cl}}
+	}
+	cmd := batchCmd(units)
+	return func() {
+		if err := node.Do(context.Background(), cmd...).Err(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 

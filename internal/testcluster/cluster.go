@@ -63,6 +63,14 @@ type Config struct {
 	// Restart and migrations. Default: 60s.
 	Timeout time.Duration
 
+	// Wrapper, when set, is a command line that every redis-server is
+	// started under: the node runs Wrapper[0] with Wrapper[1:], then the
+	// redis-server path and its arguments, e.g. []string{"valgrind",
+	// "--tool=callgrind"} to count its instructions. The process (and
+	// Node.Pid) is the wrapper's, which for valgrind is the server's.
+	// Default: none.
+	Wrapper []string
+
 	// MigrateBatchSize is the number of keys MoveSlot/MoveSlots move per
 	// MIGRATE call. Default: 100.
 	MigrateBatchSize int

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -217,7 +218,9 @@ func (n *Node) spawn() error {
 		return err
 	}
 	defer out.Close() // the child has its own copy
-	cmd := exec.Command(n.c.serverPath, n.args()...)
+	argv := append(slices.Clone(n.c.cfg.Wrapper), n.c.serverPath)
+	argv = append(argv, n.args()...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = n.Dir
 	cmd.Stdout = out
 	cmd.Stderr = out

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -418,5 +419,25 @@ func TestStartRetriesOnPortConflict(t *testing.T) {
 	rdb := clusterClient(t, c)
 	if err := rdb.Set(t.Context(), "retry", "v", 0).Err(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWrapper starts a node under a shell that leaves a mark and execs
+// redis-server: the node answers, and its pid, the wrapper's, is the
+// server's.
+func TestWrapper(t *testing.T) {
+	requireRedis(t)
+	marker := filepath.Join(t.TempDir(), "wrapped")
+	c := Start(t, Config{Masters: 1, ReplicasPerMaster: NoReplicas, Wrapper: []string{"sh", "-c", `touch "$0" && exec "$@"`, marker}})
+	n := c.Nodes()[0]
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("the wrapper did not run: %v", err)
+	}
+	info, err := c.Client(n).Info(t.Context(), "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("process_id:%d", n.Pid()); !strings.Contains(info, want) {
+		t.Fatalf("INFO server lacks %q: the node's pid is not the server's", want)
 	}
 }
