@@ -88,8 +88,10 @@ type Options struct {
 	CoalesceMaxQueue int
 
 	// CoalesceFlushers is the most round trips of coalesced hits in flight
-	// to one node at a time: one batch runs while the next one gathers.
-	// The default value is 2.
+	// to one node at a time: with one, a batch runs while the next one
+	// gathers. More make smaller batches, which cost the servers and the
+	// client more per hit, and lower latency only where the servers have
+	// CPU to spare. The default value is 1.
 	CoalesceFlushers int
 
 	// CoalesceTimeout bounds one round trip of coalesced hits. Callers
@@ -131,7 +133,7 @@ const (
 	defaultCoalesce         = CoalesceOn
 	defaultCoalesceMaxBatch = 128
 	defaultCoalesceMaxQueue = 8192
-	defaultCoalesceFlushers = 2
+	defaultCoalesceFlushers = 1
 	defaultCoalesceTimeout  = time.Second
 )
 
