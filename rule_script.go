@@ -12,14 +12,14 @@ import (
 // rule_params reads a token's parameters once per script call. Call j
 // (from 0) is A[a+2j..a+2j+1]: now, and its cost, negative for a peek of
 // -cost. The arguments are read where they lie, in KEYS and ARGV, and the
-// work is done in scratch arrays, so that a call makes no table. It puts each call's reply in O
-// (see preludeLua): what the same calls sent one by one would get. It does
-// the model's arithmetic (model.go), in Lua doubles, which are exact for
-// every value it meets (see Rule.Validate); floor and ceil divisions go
-// through math.fmod, which is exact. Where the model asks whether
-// el >= divCeil(x, rate), the script asks whether el * rate >= x, the same
-// test: a whole product below 2^53 is exact, and rounding never brings a
-// larger one below x.
+// work is done in scratch arrays, so that a call makes no table. It puts
+// each call's reply in O (see preludeLua): what the same calls sent one
+// by one would get. It does the model's arithmetic (model.go), in Lua
+// doubles, which are exact for every value it meets (see Rule.Validate);
+// floor and ceil divisions go through math.fmod, which is exact. Where
+// the model asks whether el >= divCeil(x, rate), the script asks whether
+// el * rate >= x, the same test: a whole product below 2^53 is exact, and
+// rounding never brings a larger one below x.
 //
 // A call's reply is a flat array of integers: 1 when the call is allowed
 // (0 otherwise), then per rule: allowed (1/0), remaining, resetAfter ms
@@ -45,9 +45,10 @@ import (
 // an entry for each of the call's rules and their x are the same after
 // the call, so that the record's TTL already runs long enough. (As x is
 // rounded up, the hits of an id within a second mostly write the same x,
-// and a KEEPTTL costs a master and its replicas less than a PX.) Denied calls and peeks write nothing
-// at all. Its only key is read before it is written, so a call whose
-// record this node does not serve fails before writing anything.
+// and a KEEPTTL costs a master and its replicas less than a PX.) Denied
+// calls and peeks write nothing at all. Its only key is read before it is
+// written, so a call whose record this node does not serve fails before
+// writing anything.
 const ruleLua = `
 local MARGIN = 1000 -- ruleTTLMarginMs
 local MAXTTL = 4398046511104 -- ruleMaxTTLMs
@@ -293,9 +294,9 @@ local function rule_calls(key, n, P, p0, A, a, m)
   end
   if not charged then return end
   -- The entries written. Each field is formatted with '%d' (Lua's
-  -- tostring writes 14 digits only), but for the values most calls write:
-  -- t is mostly the last call's now, as it was sent; p is 0 but for
-  -- sliding windows; x is mostly the x of the entry read.
+  -- tostring writes 14 digits only), but where most calls have it at
+  -- hand: t is mostly the last call's now, as it was sent, and p is 0 but
+  -- for sliding windows. x, formatted, is compared with the x read.
   local c, xnew, keep = 0, -MAX, raw
   for i = 1, n do
     local ts, ps, xs = lasts, '0', string.format('%d', X[i])
