@@ -298,6 +298,10 @@ func (s *sender) settleBatch(b *call, units []unit, resend []*call) []*call {
 		settleUnits(units, outcome{err: fmt.Errorf("%w: batch reply of %d values for %d units", errBadReply, len(entries), len(units)), ran: true})
 		return resend
 	}
+	// A call's reply of several values is given as a pointer to its part
+	// of entries, in vals: one allocation per batch rather than one per
+	// call (see parseRuleReplyInto).
+	var vals [][]any
 	for i, u := range units {
 		at := starts[i]
 		if e, failed := unitFailure(entries[at]); failed {
@@ -309,12 +313,16 @@ func (s *sender) settleBatch(b *call, units []unit, resend []*call) []*call {
 			continue
 		}
 		w := replyWidth(u.calls[0])
+		if w > 1 && vals == nil {
+			vals = make([][]any, 0, len(entries)/5) // a rule reply has 5 values or more
+		}
 		for _, cl := range u.calls {
 			var v any
 			if w == 1 {
 				v = entries[at]
 			} else {
-				v = entries[at : at+w : at+w]
+				vals = append(vals, entries[at:at+w:at+w])
+				v = &vals[len(vals)-1]
 			}
 			at += w
 			if msg, ok := v.(string); ok && strings.HasPrefix(msg, "E") {

@@ -130,13 +130,14 @@ func (b *ClusterBackend) ChargeRules(ctx context.Context, id string, rules []Rul
 	if !charge {
 		op = "peek"
 	}
-	cl := newRuleCall(b.cfg.prefix, id, rules, now, cost, charge)
-	out := b.run(ctx, cl)
+	rc := new(ruleCall)
+	initRuleCall(&rc.call, b.cfg.prefix, id, rules, now, cost, charge)
+	out := b.run(ctx, &rc.call)
 	if out.err != nil {
 		out.ran = out.ran && charge // a peek changes nothing
 		return false, nil, b.wrap(op, id, out)
 	}
-	allowed, ds, err := parseRuleReply(out.val, rules)
+	allowed, ds, err := parseRuleReplyInto(out.val, rules, rc.one[:])
 	if err != nil {
 		return false, nil, b.wrap(op, id, outcome{err: err, ran: charge})
 	}

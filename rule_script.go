@@ -407,12 +407,27 @@ func ruleArgs(args []any, now, cost int64, charge bool, n int, tokens string) []
 // newRuleCall returns the script call of a call of id over rules at now of
 // cost: a hit when charge is set, else a peek.
 func newRuleCall(prefix, id string, rules []Rule, now, cost int64, charge bool) *call {
+	cl := new(call)
+	initRuleCall(cl, prefix, id, rules, now, cost, charge)
+	return cl
+}
+
+// ruleCall is the script call of a call over rules, with room for the
+// decision of one rule: a call of one rule and its decision are then one
+// allocation.
+type ruleCall struct {
+	call
+	one [1]RuleDecision
+}
+
+// initRuleCall makes cl the script call of a call of id over rules at now
+// of cost (see newRuleCall).
+func initRuleCall(cl *call, prefix, id string, rules []Rule, now, cost int64, charge bool) {
 	key, set := ruleKeySet(prefix, id, rules)
-	cl := &call{script: ruleScript, group: set}
+	cl.script, cl.group = ruleScript, set
 	cl.args = ruleArgs(cl.argBuf[:0], now, cost, charge, len(rules), set[len(key):]) // one rule: no allocation
 	cl.keyBuf[0] = key
 	cl.keys = cl.keyBuf[:1]
-	return cl
 }
 
 // ruleCallRules returns the number of rules of cl, a call of ruleScript.
@@ -422,8 +437,20 @@ func ruleCallRules(cl *call) int { return len(cl.args) - 2 }
 // was allowed, and each rule's decision. A reply of another form is an
 // error wrapping errBadReply.
 func parseRuleReply(v any, rules []Rule) (allowed bool, ds []RuleDecision, err error) {
-	vals, ok := v.([]any)
-	if !ok {
+	return parseRuleReplyInto(v, rules, nil)
+}
+
+// parseRuleReplyInto is parseRuleReply, with the decisions in dst when it
+// has room for them. The reply is the script's array, or a pointer to it
+// (a call's reply within a batch reply, see settleBatch).
+func parseRuleReplyInto(v any, rules []Rule, dst []RuleDecision) (allowed bool, ds []RuleDecision, err error) {
+	var vals []any
+	switch v := v.(type) {
+	case []any:
+		vals = v
+	case *[]any:
+		vals = *v
+	default:
 		return false, nil, fmt.Errorf("%w: rule reply of type %T", errBadReply, v)
 	}
 	if len(vals) != 1+4*len(rules) {
@@ -441,7 +468,11 @@ func parseRuleReply(v any, rules []Rule) (allowed bool, ds []RuleDecision, err e
 	num := func(i int) int64 { return vals[i].(int64) }
 	allowed = num(0) == 1
 	all := true
-	ds = make([]RuleDecision, len(rules))
+	if cap(dst) >= len(rules) {
+		ds = dst[:len(rules)]
+	} else {
+		ds = make([]RuleDecision, len(rules))
+	}
 	for i, r := range rules {
 		x := 1 + 4*i
 		ds[i] = RuleDecision{

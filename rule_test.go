@@ -232,6 +232,21 @@ func TestRuleParseReply(t *testing.T) {
 	assert.True(t, allowed)
 	assert.Equal(t, time.Duration(math.MaxInt64), ds[0].ResetAfter, "saturates")
 
+	// Within a batch reply, a pointer to the values; the decisions go in
+	// dst when it has room.
+	vals := []any{int64(1), int64(1), int64(5), int64(9), int64(0)}
+	var one [1]RuleDecision
+	allowed, ds, err = parseRuleReplyInto(&vals, rules[1:], one[:])
+	require.NoError(t, err)
+	assert.True(t, allowed)
+	assert.Same(t, &one[0], &ds[0], "the decision in dst")
+	assert.Equal(t, RuleDecision{Rule: rules[1], Allowed: true, Limit: 3, Remaining: 5, ResetAfter: 9 * time.Millisecond}, one[0])
+	allocs := testing.AllocsPerRun(100, func() { _, _, _ = parseRuleReplyInto(&vals, rules[1:], one[:]) })
+	assert.Zero(t, allocs)
+	_, ds, err = parseRuleReplyInto(&vals, rules[1:], one[:0:0])
+	require.NoError(t, err)
+	assert.NotSame(t, &one[0], &ds[0], "dst of no room: a new slice")
+
 	bad := []struct {
 		name  string
 		reply any
