@@ -29,10 +29,14 @@ const (
 	faultDeadline = 300 * time.Millisecond
 	faultWorkers  = 8
 	// cleanDeadline is the deadline of the calls of the tests that expect
-	// no error at all: long enough that a 2-core machine running the race
-	// detector does not time a call out. A call that times out is never
-	// sent again, so on such a machine a short deadline means errors.
-	cleanDeadline = time.Second
+	// no error at all, and their backend's read timeout and coalescing
+	// timeout: long enough that a 2-core machine running the race detector
+	// does not time a call out. A call that times out is never sent again,
+	// so on such a machine a short deadline means errors. (A manual
+	// failover pauses the master's writes until its replica has caught
+	// up: 780 ms once, in a CI run with the default read timeout of
+	// 500 ms.)
+	cleanDeadline = 3 * time.Second
 )
 
 var modes = []struct {
@@ -43,9 +47,17 @@ var modes = []struct {
 // faultBackend returns a backend with the library's default client options
 // on c, in a fresh namespace.
 func faultBackend(t *testing.T, c *testcluster.Cluster, mode CoalesceMode) (*ClusterBackend, string) {
+	return faultBackendTimeout(t, c, mode, 0)
+}
+
+// faultBackendTimeout is faultBackend with a read timeout and a coalescing
+// timeout of timeout, unless it is 0.
+func faultBackendTimeout(t *testing.T, c *testcluster.Cluster, mode CoalesceMode, timeout time.Duration) (*ClusterBackend, string) {
 	t.Helper()
 	prefix := namespace()
-	b, err := NewClusterBackend(Options{ExpiryMs: 600_000, InitServers: c.Addrs(), RedisOptions: c.ClusterOptions(), KeyPrefix: prefix, Coalesce: mode})
+	ro := c.ClusterOptions()
+	ro.ReadTimeout = timeout
+	b, err := NewClusterBackend(Options{ExpiryMs: 600_000, InitServers: c.Addrs(), RedisOptions: ro, KeyPrefix: prefix, Coalesce: mode, CoalesceTimeout: timeout})
 	require.NoError(t, err)
 	return b, prefix
 }
@@ -59,10 +71,16 @@ type loaded struct {
 
 // startLoaded makes a fault backend on c (closed when t ends), picks
 // perMaster ids on every master, and runs a load over all of them, each
-// call with the given deadline, until every id has succeeded once.
+// call with the given deadline, until every id has succeeded once. With
+// cleanDeadline, the backend's read and coalescing timeouts are that long
+// too; otherwise they are the library's defaults.
 func startLoaded(t *testing.T, c *testcluster.Cluster, mode CoalesceMode, perMaster int, deadline time.Duration) *loaded {
 	t.Helper()
-	b, prefix := faultBackend(t, c, mode)
+	var timeout time.Duration
+	if deadline == cleanDeadline {
+		timeout = cleanDeadline
+	}
+	b, prefix := faultBackendTimeout(t, c, mode, timeout)
 	t.Cleanup(func() { b.Close() })
 	byMaster := idsByMaster(t, c, prefix, perMaster)
 	var all []string
