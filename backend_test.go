@@ -259,18 +259,26 @@ func TestDeleteBucketsIsolation(t *testing.T) {
 	})
 }
 
+// miniBackend returns a backend on a miniredis of its own, with default
+// options but for an ExpiryMs of 60 s, closed when t ends.
+func miniBackend(t *testing.T) (*ClusterBackend, *miniredis.Miniredis) {
+	t.Helper()
+	m := miniredis.RunT(t)
+	b, err := NewClusterBackend(Options{ExpiryMs: 60_000, InitServers: []string{m.Addr()}})
+	require.NoError(t, err)
+	t.Cleanup(func() { b.Close() })
+	return b, m
+}
+
 // TestDeleteBucketsRoundTrips checks what DeleteBuckets sends: for an
 // unknown id, one round trip (ZRANGE of the index and EXISTS of the rule
 // record, pipelined); for an id with rules, one more, which deletes the
 // record and counts its states.
 func TestDeleteBucketsRoundTrips(t *testing.T) {
-	m := miniredis.RunT(t)
-	b, err := NewClusterBackend(Options{ExpiryMs: 60_000, InitServers: []string{m.Addr()}})
-	require.NoError(t, err)
-	t.Cleanup(func() { b.Close() })
+	b, m := miniBackend(t)
 	ctx := context.Background()
 	h := countCommands(t, b)
-	_, err = b.DeleteBuckets(ctx, "warm-up") // dials, and sets up the connection
+	_, err := b.DeleteBuckets(ctx, "warm-up") // dials, and sets up the connection
 	require.NoError(t, err)
 
 	h.trips.Store(0)

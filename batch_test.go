@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -285,10 +284,7 @@ func TestBatchNoScript(t *testing.T) {
 // script flags, so batches are found off once, and calls go as a pipeline
 // of single calls, with the replies they would get alone.
 func TestBatchOffWhereNotTaken(t *testing.T) {
-	m := miniredis.RunT(t)
-	b, err := NewClusterBackend(Options{ExpiryMs: 60_000, InitServers: []string{m.Addr()}})
-	require.NoError(t, err)
-	t.Cleanup(func() { b.Close() })
+	b, _ := miniBackend(t)
 	ctx := context.Background()
 	node, err := b.client.(*redis.ClusterClient).MasterForKey(ctx, "x")
 	require.NoError(t, err)

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -15,10 +14,7 @@ import (
 // near-limit signal on allowed checks.
 func TestShadow(t *testing.T) {
 	ctx := context.Background()
-	m := miniredis.RunT(t)
-	b, err := NewClusterBackend(Options{ExpiryMs: 60_000, InitServers: []string{m.Addr()}})
-	require.NoError(t, err)
-	t.Cleanup(func() { b.Close() })
+	b, _ := miniBackend(t)
 	clk := newClock(1_700_000_000_000)
 	shadowRec, realRec := &recorder{}, &recorder{}
 	shadow := New(b, WithClock(clk.now), WithShadow(), WithObserver(shadowRec))
@@ -74,10 +70,7 @@ func TestShadow(t *testing.T) {
 // a shadow denial too.
 func TestShadowDenyCache(t *testing.T) {
 	ctx := context.Background()
-	m := miniredis.RunT(t)
-	b, err := NewClusterBackend(Options{ExpiryMs: 60_000, InitServers: []string{m.Addr()}})
-	require.NoError(t, err)
-	t.Cleanup(func() { b.Close() })
+	b, _ := miniBackend(t)
 	rec := &recorder{}
 	l := New(b, WithClock(newClock(1_700_000_000_000).now), WithShadow(), WithDenyCache(10), WithObserver(rec))
 	for i := 0; i < 3; i++ {
