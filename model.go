@@ -45,9 +45,9 @@ func ruleTTL(resetAfterMs int64) int64 {
 }
 
 // ruleXStepMs rounds up x, the unix ms after which a written state may be
-// dropped (see ruleLua): the hits of an id within one step mostly write
-// the same x, and the rule record then keeps its TTL (SET KEEPTTL), which
-// costs less than setting it anew.
+// dropped (see ruleLua): hits in one window, and bucket hits whose refill
+// time is well under a step, often write the same x, and the rule record
+// then keeps its TTL (SET KEEPTTL), which costs less than setting it anew.
 const ruleXStepMs = 1000
 
 // ruleExpiry returns x for a state written at now whose reset is

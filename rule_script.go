@@ -44,11 +44,11 @@ import (
 // from now: the SET has PX of that much, or KEEPTTL when the record held
 // an entry for each of the call's rules and their x are the same after
 // the call, so that the record's TTL already runs long enough. (As x is
-// rounded up, the hits of an id within a second mostly write the same x,
-// and a KEEPTTL costs a master and its replicas less than a PX.) Denied
-// calls and peeks write nothing at all. Its only key is read before it is
-// written, so a call whose record this node does not serve fails before
-// writing anything.
+// rounded up, hits in one window, and bucket hits whose refill time is
+// well under a second, often write the same x; and a KEEPTTL costs a
+// master and its replicas less than a PX.) Denied calls and peeks write
+// nothing at all. Its only key is read before it is written, so a call
+// whose record this node does not serve fails before writing anything.
 const ruleLua = `
 local MARGIN = 1000 -- ruleTTLMarginMs
 local MAXTTL = 4398046511104 -- ruleMaxTTLMs
