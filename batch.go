@@ -60,14 +60,16 @@ while a <= na do
   local start = ON
   ST.w = false
   if n == 0 then
-    local m = tonumber(ARGV[a + 3])
-    local ok, e = pcall(fixed_hits, ARGV[a + 1], ARGV[a + 2], ttl, ARGV, a + 4, m)
+    local m = ARGV[a + 3]
+    if m == '1' then m = 1 else m = tonumber(m) end
+    local ok, e = pcall(fixed_hits, ARGV[a + 1], ARGV[a + 2], ttl, ARGV[1], ARGV, a + 4, m)
     if not ok then failed(start, e) end
     a = a + 4 + 2 * m
   elseif n and n >= 1 and n % 1 == 0 then
     local p0 = a + 1 -- the rules' tokens: ARGV[p0+1..p0+n]
     local mi = p0 + n + 1
-    local m = tonumber(ARGV[mi])
+    local m = ARGV[mi]
+    if m == '1' then m = 1 else m = tonumber(m) end
     local ok, e = pcall(rule_calls, ARGV[a + 1], n, ARGV, p0, ARGV, mi + 1, m)
     if not ok then failed(start, e) end
     a = mi + 1 + 2 * m

@@ -260,7 +260,8 @@ local function rule_calls(key, n, P, p0, A, a, m)
   local charged, last, lasts = false, 0, nil
   for j = 0, m - 1 do
     local q = a + 2 * j
-    local now, cost = tonumber(A[q]), tonumber(A[q + 1])
+    local now, cost = tonumber(A[q]), A[q + 1]
+    if cost == '1' then cost = 1 else cost = tonumber(cost) end
     local charge = cost > 0
     if not charge then cost = -cost end
     local all = true
@@ -299,12 +300,12 @@ local function rule_calls(key, n, P, p0, A, a, m)
   -- for sliding windows. x, formatted, is compared with the x read.
   local c, xnew, keep = 0, -MAX, raw
   for i = 1, n do
-    local ts, ps, xs = lasts, '0', string.format('%d', X[i])
-    if STT[i] ~= last then ts = string.format('%d', STT[i]) end
-    if STP[i] ~= 0 then ps = string.format('%d', STP[i]) end
+    local ts, ps, xs = lasts, '0', dec(X[i])
+    if STT[i] ~= last then ts = dec(STT[i]) end
+    if STP[i] ~= 0 then ps = dec(STP[i]) end
     if xs ~= XS[i] then keep = false end
     c = c + 1
-    PCS[c] = MEM[i] .. ts .. ':' .. string.format('%d', STV[i]) .. ':' .. ps .. ':' .. xs .. ';'
+    PCS[c] = MEM[i] .. ts .. ':' .. dec(STV[i]) .. ':' .. ps .. ':' .. xs .. ';'
     if X[i] > xnew then xnew = X[i] end
   end
   if raw and own < #raw then -- the record holds entries of other rules
@@ -334,7 +335,7 @@ local function rule_calls(key, n, P, p0, A, a, m)
   else
     local ttl = xnew - last
     if ttl > MAXTTL then ttl = MAXTTL end
-    redis.call('SET', key, val, 'PX', ttl)
+    redis.call('SET', key, val, 'PX', dec(ttl))
   end
 end
 `

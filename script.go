@@ -28,12 +28,16 @@ const (
 // there with put, so that a batch of any size replies one array, with no
 // table per call.
 //
-// Whole numbers go to redis.call as Lua numbers: Redis writes a number
-// argument with "%.17g" (miniredis as an integer), exact for every whole
-// double up to 2^53. Where a script builds a string of numbers it uses
-// string.format('%d'), never tostring or '..' (14 digits only).
+// Whole numbers go to redis.call as strings, written by dec, or as they
+// came in ARGV: Redis would write a number argument with "%.17g", exact
+// but several times dearer than '%d'. Where a script builds a string of
+// numbers it uses dec too, never tostring or '..' (14 digits only). And
+// where an argument is mostly one value ("1", "0"), the script compares
+// the string before it pays for tonumber.
 const preludeLua = `
 local MAX = 9007199254740992
+local fmt = string.format
+local function dec(x) return fmt('%d', x) end
 local ST = {w = false}
 local O, ON = {}, 0
 local function put(x)
@@ -69,7 +73,7 @@ local function index_key(idx, base, member, ttl, created, pttl)
   if created then
     local t = redis.call('TIME')
     local us = t[1] * 1000000 + t[2]
-    redis.call('ZADD', idx, us, member)
+    redis.call('ZADD', idx, dec(us), member)
     for _, old in ipairs(redis.call('ZRANGE', idx, 0, 1)) do
       if old ~= member then
         local ok, n = pcall(redis.call, 'EXISTS', base .. old)
@@ -84,14 +88,15 @@ local function index_key(idx, base, member, ttl, created, pttl)
   if pttl < ttl then
     if not created then
       local t = redis.call('TIME')
-      redis.call('ZADD', idx, 'NX', t[1] * 1000000 + t[2], member)
+      redis.call('ZADD', idx, 'NX', dec(t[1] * 1000000 + t[2]), member)
     end
-    redis.call('PEXPIRE', idx, 2 * ttl)
+    redis.call('PEXPIRE', idx, dec(2 * ttl))
   end
 end
 `
 
-// fixedLua defines fixed_hits(bucket, index, ttl, A, a, m), which counts
+// fixedLua defines fixed_hits(bucket, index, ttl, ttls, A, a, m), where
+// ttls is ttl as sent, which counts
 // m hits one after another in the bucket hash, hit j (from 0) being
 // A[a+2j] (now) and A[a+2j+1] (increment), and puts each hit's count
 // after it: the counts of the same hits sent one by one. A hit that would
@@ -105,14 +110,15 @@ end
 // a key is not served by this node (a slot moved or being migrated), it
 // fails before writing anything.
 const fixedLua = `
-local function fixed_hits(bucket, idx, ttl, A, a, m)
+local function fixed_hits(bucket, idx, ttl, ttls, A, a, m)
   local n = redis.call('HGET', bucket, 'count')
   local pttl = redis.call('PTTL', idx)
   local created = not n
   n = tonumber(n) or 0
   local first, last = nil, nil
   for j = 0, m - 1 do
-    local now, inc = A[a + 2 * j], tonumber(A[a + 2 * j + 1])
+    local now, inc = A[a + 2 * j], A[a + 2 * j + 1]
+    if inc == '1' then inc = 1 else inc = tonumber(inc) end
     if n > MAX - inc then
       put('EERR count would pass 2^53')
     else
@@ -125,11 +131,11 @@ local function fixed_hits(bucket, idx, ttl, A, a, m)
   if not last then return end
   ST.w = true
   if created then
-    redis.call('HSET', bucket, 'count', n, 'created', first, 'updated', last)
+    redis.call('HSET', bucket, 'count', dec(n), 'created', first, 'updated', last)
   else
-    redis.call('HSET', bucket, 'count', n, 'updated', last)
+    redis.call('HSET', bucket, 'count', dec(n), 'updated', last)
   end
-  redis.call('PEXPIRE', bucket, ttl)
+  redis.call('PEXPIRE', bucket, ttls)
   if created or pttl < ttl then
     local member = string.match(string.sub(bucket, -21), ':(-?%d+)$')
     index_key(idx, string.sub(bucket, 1, #bucket - #member), member, ttl, created, pttl)
@@ -152,7 +158,7 @@ end
 // key's last ":" field, at most 20 bytes, so the match looks at the key's
 // last 21 bytes only; the key base is what precedes it.
 const hitSource = preludeLua + indexLua + fixedLua + `
-local ok, e = pcall(fixed_hits, KEYS[1], KEYS[2], tonumber(ARGV[3]), ARGV, 1, 1)
+local ok, e = pcall(fixed_hits, KEYS[1], KEYS[2], tonumber(ARGV[3]), ARGV[3], ARGV, 1, 1)
 if not ok then return redis.error_reply(errmsg(e)) end
 if type(O[1]) == 'string' then return redis.error_reply(string.sub(O[1], 2)) end
 return O[1]
