@@ -103,30 +103,39 @@ local function rule_params(tok)
   return r[1], r[2], r[3], r[4]
 end
 
--- Scratch arrays, by rule, reused by every unit and call of a script:
--- the state read (set, t, v, p); the rule's parameters; what decide found
--- (ok, remaining, reset, retry as it stands; remaining and reset after a
--- charge; the state after it); and the x of the state written.
-local SS, STT, STV, STP = {}, {}, {}, {}
-local KIND, PER, LIM, RATE = {}, {}, {}, {}
-local OK, REM, RST, RTY, REMA, RSTA, NE, NV, NP, X = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
--- By rule, its member and "=", and the x of its entry read, as written
--- (false: none); and the pieces of the record written.
-local MEM, XS, PCS = {}, {}, {}
+-- RS[i] is the scratch state of rule i of a unit, made on first use and
+-- reused by every unit and call of a script call: a script call makes a
+-- table per rule position, not one per field. Its fields: the rule's
+-- member and "=" (mem) and parameters (kind, per, lim, rate); the state
+-- read (set, t, v, p) and the x of its entry, as written (xs; false:
+-- none); what decide found (ok; rem, rst and rty, where the rule stands
+-- and its wait; rema and rsta, what a charge leaves; ne, nv and np, the
+-- state after it); and the x of the state written (x).
+local RS = {}
+local function rule_slot(i)
+  local r = {mem = '', kind = '', per = 0, lim = 0, rate = 0,
+    set = false, t = 0, v = 0, p = 0, xs = false, ok = false, rem = 0,
+    rst = 0, rty = 0, rema = 0, rsta = 0, ne = 0, nv = 0, np = 0, x = 0}
+  RS[i] = r
+  return r
+end
+-- The pieces of the record written.
+local PCS = {}
 
--- decide decides rule i for a call at now of cost: OK[i]; when it allows,
--- what a charge leaves (REMA, RSTA) and the state after it (NE, NV, NP);
--- when it denies, the wait (RTY). What the rule says as it stands (REM,
--- RST) is found only when it denies or standing is set: a call that every
--- rule allows replies with what its charge leaves.
-local function decide(i, now, cost, standing)
-  local kind, per, lim, rate = KIND[i], PER[i], LIM[i], RATE[i]
-  local set, t, v, p = SS[i], STT[i], STV[i], STP[i]
+-- decide decides the rule of scratch state r for a call at now of cost:
+-- r.ok; when it allows, what a charge leaves (r.rema, r.rsta) and the
+-- state after it (r.ne, r.nv, r.np); when it denies, the wait (r.rty).
+-- What the rule says as it stands (r.rem, r.rst) is found only when it
+-- denies or standing is set: a call that every rule allows replies with
+-- what its charge leaves.
+local function decide(r, now, cost, standing)
+  local kind, per, lim, rate = r.kind, r.per, r.lim, r.rate
+  local set, t, v, p = r.set, r.t, r.v, r.p
   local e = now
   if set and t > now then e = t end
   local d = e - now
   local ok, rem, rst, rty = false, 0, 0, 0
-  NE[i], NP[i] = e, 0
+  r.ne, r.np = e, 0
   if kind == 't' then
     local cap = lim * per
     local s = cap
@@ -144,7 +153,7 @@ local function decide(i, now, cost, standing)
     ok = need <= s
     if ok then
       local after = s - need
-      REMA[i], RSTA[i], NV[i] = dfloor(after, per), rel(d, dceil(cap - after, rate)), after
+      r.rema, r.rsta, r.nv = dfloor(after, per), rel(d, dceil(cap - after, rate)), after
     else
       rty = rel(d, dceil(need - s, rate))
     end
@@ -160,7 +169,7 @@ local function decide(i, now, cost, standing)
     local toend = rel(d, (b + 1) * w - e)
     ok = cost <= lim - used
     if ok then
-      REMA[i], RSTA[i], NV[i] = lim - used - cost, toend, used + cost
+      r.rema, r.rsta, r.nv = lim - used - cost, toend, used + cost
     else
       rty = toend
     end
@@ -187,8 +196,8 @@ local function decide(i, now, cost, standing)
     if ok then
       local left = dfloor(room - cost * w, w)
       if left < 0 then left = 0 end
-      REMA[i], RSTA[i] = left, rel(d, (b + 2) * w - e)
-      NV[i], NP[i] = cur + cost, prev
+      r.rema, r.rsta = left, rel(d, (b + 2) * w - e)
+      r.nv, r.np = cur + cost, prev
     else
       local y
       if cost <= lim - cur then
@@ -223,7 +232,7 @@ local function decide(i, now, cost, standing)
     ok = need <= cap - lv
     if ok then
       local after = lv + need
-      REMA[i], RSTA[i], NV[i] = dfloor(cap - after, per), rel(d, dceil(after, rate)), after
+      r.rema, r.rsta, r.nv = dfloor(cap - after, per), rel(d, dceil(after, rate)), after
     else
       rty = rel(d, dceil(need - (cap - lv), rate))
     end
@@ -234,17 +243,18 @@ local function decide(i, now, cost, standing)
   else
     error({err = 'ERR unknown rule kind'})
   end
-  OK[i], REM[i], RST[i], RTY[i] = ok, rem, rst, rty
+  r.ok, r.rem, r.rst, r.rty = ok, rem, rst, rty
 end
 
 local function rule_calls(key, n, P, p0, A, a, m)
   local raw = redis.call('GET', key)
   local own = 0 -- bytes of the record in the entries of this call's rules
   for i = 1, n do
+    local r = RS[i] or rule_slot(i)
     local tok = P[p0 + i]
-    MEM[i] = tok
-    KIND[i], PER[i], LIM[i], RATE[i] = rule_params(tok)
-    SS[i], STT[i], STV[i], STP[i], XS[i] = false, 0, 0, 0, false
+    r.mem = tok
+    r.kind, r.per, r.lim, r.rate = rule_params(tok)
+    r.set, r.t, r.v, r.p, r.xs = false, 0, 0, 0, false
     local s, e = nil, nil
     if raw then s, e = string.find(raw, tok, 1, true) end
     if s then
@@ -253,7 +263,7 @@ local function rule_calls(key, n, P, p0, A, a, m)
         error({err = 'ERR bad rule record'})
       end
       if p == '0' then p = 0 else p = tonumber(p) end
-      SS[i], STT[i], STV[i], STP[i], XS[i] = true, tonumber(t), tonumber(v), p, x
+      r.set, r.t, r.v, r.p, r.xs = true, tonumber(t), tonumber(v), p, x
       own = own + after - s
     end
   end
@@ -266,21 +276,24 @@ local function rule_calls(key, n, P, p0, A, a, m)
     if not charge then cost = -cost end
     local all = true
     for i = 1, n do
-      decide(i, now, cost, false)
-      if not OK[i] then all = false end
+      local r = RS[i]
+      decide(r, now, cost, false)
+      if not r.ok then all = false end
     end
     if not all then -- the reply says where each rule stands
       for i = 1, n do
-        if OK[i] then decide(i, now, cost, true) end
+        local r = RS[i]
+        if r.ok then decide(r, now, cost, true) end
       end
     end
     local k = ON
     O[k + 1] = all and 1 or 0
     for i = 1, n do
+      local r = RS[i]
       if all then
-        O[k + 2], O[k + 3], O[k + 4], O[k + 5] = 1, REMA[i], RSTA[i], 0
+        O[k + 2], O[k + 3], O[k + 4], O[k + 5] = 1, r.rema, r.rsta, 0
       else
-        O[k + 2], O[k + 3], O[k + 4], O[k + 5] = OK[i] and 1 or 0, REM[i], RST[i], RTY[i]
+        O[k + 2], O[k + 3], O[k + 4], O[k + 5] = r.ok and 1 or 0, r.rem, r.rst, r.rty
       end
       k = k + 4
     end
@@ -288,8 +301,9 @@ local function rule_calls(key, n, P, p0, A, a, m)
     if all and charge then
       charged, last, lasts = true, now, A[q]
       for i = 1, n do
-        SS[i], STT[i], STV[i], STP[i] = true, NE[i], NV[i], NP[i]
-        X[i] = expiry(now, RSTA[i])
+        local r = RS[i]
+        r.set, r.t, r.v, r.p = true, r.ne, r.nv, r.np
+        r.x = expiry(now, r.rsta)
       end
     end
   end
@@ -300,13 +314,14 @@ local function rule_calls(key, n, P, p0, A, a, m)
   -- for sliding windows. x, formatted, is compared with the x read.
   local c, xnew, keep = 0, -MAX, raw
   for i = 1, n do
-    local ts, ps, xs = lasts, '0', dec(X[i])
-    if STT[i] ~= last then ts = dec(STT[i]) end
-    if STP[i] ~= 0 then ps = dec(STP[i]) end
-    if xs ~= XS[i] then keep = false end
+    local r = RS[i]
+    local ts, ps, xs = lasts, '0', dec(r.x)
+    if r.t ~= last then ts = dec(r.t) end
+    if r.p ~= 0 then ps = dec(r.p) end
+    if xs ~= r.xs then keep = false end
     c = c + 1
-    PCS[c] = MEM[i] .. ts .. ':' .. dec(STV[i]) .. ':' .. ps .. ':' .. xs .. ';'
-    if X[i] > xnew then xnew = X[i] end
+    PCS[c] = r.mem .. ts .. ':' .. dec(r.v) .. ':' .. ps .. ':' .. xs .. ';'
+    if r.x > xnew then xnew = r.x end
   end
   if raw and own < #raw then -- the record holds entries of other rules
     local size = 0
@@ -314,7 +329,7 @@ local function rule_calls(key, n, P, p0, A, a, m)
       size = size + #w
       local ours = false
       for i = 1, n do
-        if MEM[i] == tok then ours = true end
+        if RS[i].mem == tok then ours = true end
       end
       x = tonumber(x)
       if not ours and x > last then

@@ -65,9 +65,11 @@ func BenchmarkBatchScript(b *testing.B) {
 // depend on what else the machine runs, as time does: the node runs under
 // valgrind's callgrind, and the benchmark reports its instructions per
 // call in the batch (the batch read, run and answered, and whatever the
-// node did meanwhile), counted from the second batch on. It skips where
-// valgrind is missing. Each batch takes tens of milliseconds under
-// valgrind: give it a count.
+// node did meanwhile), counted from the second batch on. The alone/ cases
+// send the same calls one script call each, as a lone caller does (hits
+// with hitSource, rule calls with ruleSource): a script call's fixed cost
+// is then paid by one call. It skips where valgrind is missing. Each
+// batch takes tens of milliseconds under valgrind: give it a count.
 //
 //	go test -run '^$' -bench BatchScriptInstructions -benchtime 20x .
 func BenchmarkBatchScriptInstructions(b *testing.B) {
@@ -87,8 +89,10 @@ func BenchmarkBatchScriptInstructions(b *testing.B) {
 	n := c.Nodes()[0]
 	node := c.Client(n)
 	ctx := context.Background()
-	if err := node.ScriptLoad(ctx, batchScript.src).Err(); err != nil {
-		b.Fatal(err)
+	for _, sc := range []*luaScript{batchScript, hitScript, ruleScript} {
+		if err := node.ScriptLoad(ctx, sc.src).Err(); err != nil {
+			b.Fatal(err)
+		}
 	}
 	callgrind := func(command string) {
 		b.Helper()
@@ -96,18 +100,25 @@ func BenchmarkBatchScriptInstructions(b *testing.B) {
 			b.Fatalf("callgrind_control %s: %v: %s", command, err, msg)
 		}
 	}
+	measure := func(b *testing.B, send func()) {
+		send() // the keys exist from here on
+		callgrind("--zero")
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			send()
+		}
+		b.StopTimer()
+		callgrind("--dump")
+		b.ReportMetric(float64(latestCallgrindTotal(b, strings.ReplaceAll(out, "%p", strconv.Itoa(n.Pid()))))/float64(b.N*batchUnits), "instructions/call")
+	}
 	for _, tc := range batchScriptCases {
 		b.Run(tc.name, func(b *testing.B) {
-			send := batchSender(b, node, tc.name, tc.rules)
-			send() // the keys exist from here on
-			callgrind("--zero")
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				send()
-			}
-			b.StopTimer()
-			callgrind("--dump")
-			b.ReportMetric(float64(latestCallgrindTotal(b, strings.ReplaceAll(out, "%p", strconv.Itoa(n.Pid()))))/float64(b.N*batchUnits), "instructions/call")
+			measure(b, batchSender(b, node, tc.name, tc.rules))
+		})
+	}
+	for _, tc := range batchScriptCases {
+		b.Run("alone/"+tc.name, func(b *testing.B) {
+			measure(b, loneSender(b, node, "alone-"+tc.name, tc.rules))
 		})
 	}
 }
@@ -158,17 +169,9 @@ var batchScriptCases = []struct {
 // calls of the case name (rules nil: CheckRate hits), each of its own id,
 // all at the time of the call to batchSender.
 func batchSender(b *testing.B, node *redis.Client, name string, rules []Rule) func() {
-	now := time.Now().UnixMilli()
-	units := make([]unit, batchUnits)
-	for i := range units {
-		id := fmt.Sprintf("bench:%s:%d", name, i)
-		var cl *call
-		if rules == nil {
-			bucket, index := hitKeys(defaultKeyPrefix, BucketKey{Bucket: 1, ID: id})
-			cl = newHitCall(bucket, index, now, 1, int64(time.Hour/time.Millisecond))
-		} else {
-			cl = newRuleCall(defaultKeyPrefix, id, rules, now, 1, true)
-		}
+	calls := benchScriptCalls(name, rules)
+	units := make([]unit, len(calls))
+	for i, cl := range calls {
 		units[i] = unit{calls: []*call{cl}}
 	}
 	cmd := batchCmd(units)
@@ -177,6 +180,40 @@ func batchSender(b *testing.B, node *redis.Client, name string, rules []Rule) fu
 			b.Fatal(err)
 		}
 	}
+}
+
+// loneSender returns a func that sends node the calls of batchSender one
+// by one, each its own script call.
+func loneSender(b *testing.B, node *redis.Client, name string, rules []Rule) func() {
+	calls := benchScriptCalls(name, rules)
+	cmds := make([][]any, len(calls))
+	for i, cl := range calls {
+		cmds[i] = cl.cmdArgs()
+	}
+	return func() {
+		for _, cmd := range cmds {
+			if err := node.Do(context.Background(), cmd...).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// benchScriptCalls returns batchUnits calls of the case name (rules nil:
+// CheckRate hits), each of its own id, all at the time of the call.
+func benchScriptCalls(name string, rules []Rule) []*call {
+	now := time.Now().UnixMilli()
+	calls := make([]*call, batchUnits)
+	for i := range calls {
+		id := fmt.Sprintf("bench:%s:%d", name, i)
+		if rules == nil {
+			bucket, index := hitKeys(defaultKeyPrefix, BucketKey{Bucket: 1, ID: id})
+			calls[i] = newHitCall(bucket, index, now, 1, int64(time.Hour/time.Millisecond))
+		} else {
+			calls[i] = newRuleCall(defaultKeyPrefix, id, rules, now, 1, true)
+		}
+	}
+	return calls
 }
 
 // nodeCPUSeconds returns used_cpu_sys + used_cpu_user of the node.
