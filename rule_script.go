@@ -12,7 +12,8 @@ import (
 // rule_params reads a token's parameters once per script call. Call j
 // (from 0) is A[a+2j..a+2j+1]: now, and its cost, negative for a peek of
 // -cost. The arguments are read where they lie, in KEYS and ARGV, and the
-// work is done in scratch arrays, so that a call makes no table. It puts
+// work is done in scratch tables, one per rule position, made once per
+// script call (see RS), so that a call makes no table. It puts
 // each call's reply in O (see preludeLua): what the same calls sent one
 // by one would get. It does the model's arithmetic (model.go), in Lua
 // doubles, which are exact for every value it meets (see Rule.Validate);
