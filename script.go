@@ -95,11 +95,11 @@ local function index_key(idx, base, member, ttl, created, pttl)
 end
 `
 
-// fixedLua defines fixed_hits(bucket, index, ttl, ttls, A, a, m), where
-// ttls is ttl as sent, which counts
-// m hits one after another in the bucket hash, hit j (from 0) being
-// A[a+2j] (now) and A[a+2j+1] (increment), and puts each hit's count
-// after it: the counts of the same hits sent one by one. A hit that would
+// fixedLua defines fixed_hits(bucket, index, ttl, ttls, A, a, m), which
+// counts m hits one after another in the bucket hash, hit j (from 0)
+// being A[a+2j] (now) and A[a+2j+1] (increment), and puts each hit's
+// count after it: the counts of the same hits sent one by one. ttl is the
+// bucket TTL (ms), and ttls the same as it was sent. A hit that would
 // pass 2^53 puts "E" and its error instead, and counts nothing, as it
 // would alone. The bucket is written once, whatever the number of hits:
 // HSET count and updated (the last hit's now), and created (the first
