@@ -222,20 +222,20 @@ func batchCmd(units []unit) []any {
 		}
 	}
 	args := make([]any, 4, size)
-	args[0], args[1], args[2], args[3] = "evalsha", batchScript.sha, 0, "0" // "0": no fixed-window unit, unused
+	args[0], args[1], args[2], args[3] = "evalsha", batchScript.shaArg, 0, "0" // "0": no fixed-window unit, unused
 	for _, u := range units {
 		first := u.calls[0]
 		if first.script == hitScript {
 			// hitSource's ARGV: now, increment, ttl.
 			args[3] = first.args[2]
-			args = append(args, 0, first.keys[0], first.keys[1], len(u.calls))
+			args = append(args, 0, (*strArg)(&first.keys[0]), (*strArg)(&first.keys[1]), len(u.calls))
 			for _, cl := range u.calls {
 				args = append(args, cl.args[0], cl.args[1])
 			}
 			continue
 		}
 		// ruleSource's ARGV: now, cost (signed), then each rule's token.
-		args = append(args, ruleCallRules(first), first.keys[0])
+		args = append(args, ruleCallRules(first), (*strArg)(&first.keys[0]))
 		args = append(args, first.args[2:]...)
 		args = append(args, len(u.calls))
 		for _, cl := range u.calls {

@@ -408,3 +408,30 @@ func TestBatchCallsOfNoGroup(t *testing.T) {
 		assert.False(t, cl.ran, "call %d", i)
 	}
 }
+
+// TestBatchCmd checks the arguments of a batch command, as go-redis writes
+// them (MarshalBinary where an argument has it) and as logs and traces
+// print them (fmt), and that building it allocates its slice only: keys
+// and times go by pointer.
+func TestBatchCmd(t *testing.T) {
+	bucket, index := hitKeys("p:", BucketKey{Bucket: 7, ID: "id"})
+	h1 := newHitCall(bucket, index, 1234567890123, 1, "60000")
+	h2 := newHitCall(bucket, index, -5, 2, "60000")
+	r := newRuleCall("p:", "id", []Rule{TokenBucket(7, time.Second, 3)}, 1234567890124, 1, true)
+	units := []unit{{calls: []*call{h1, h2}}, {calls: []*call{r}}}
+	cmd := batchCmd(units)
+	want := []string{"evalsha", batchScript.sha, "0", "60000",
+		"0", "p:{id}:7", "p:{id}:i", "2", "1234567890123", "1", "-5", "2",
+		"1", "p:{id}:r", "t:7:1000:3=", "1", "1234567890124", "1"}
+	var printed []string
+	for _, a := range cmd {
+		printed = append(printed, fmt.Sprint(a))
+	}
+	assert.Equal(t, want, argStrings(t, cmd), "as written")
+	assert.Equal(t, want, printed, "as printed")
+	assert.Equal(t, "evalsha "+batchScript.sha+" 0 60000 0 p:{id}:7 p:{id}:i 2 1234567890123 1 -5 2 1 p:{id}:r t:7:1000:3= 1 1234567890124 1",
+		redis.NewCmd(context.Background(), cmd...).String(), "a command as go-redis prints it")
+
+	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { batchCmd(units) }), "the command's slice")
+	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { newHitCall(bucket, index, 1234567890123, 1, "60000") }), "the call: now goes by pointer")
+}

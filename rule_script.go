@@ -405,14 +405,20 @@ func ruleKeySet(prefix, id string, rules []Rule) (key, set string) {
 }
 
 // ruleArgs appends to args the ARGV of ruleSource for a call at now (unix
-// ms) of cost over n rules: a hit when charge is set, else a peek. tokens
-// is what follows the key in ruleKeySet's set, the rules' members each
-// followed by "="; the arguments are cut from it.
-func ruleArgs(args []any, now, cost int64, charge bool, n int, tokens string) []any {
+// ms, an int64 or an *intArg) of cost over n rules: a hit when charge is
+// set, else a peek. tokens is what follows the key in ruleKeySet's set,
+// the rules' members each followed by "="; the arguments are cut from it.
+// The token of a call of one rule is put in one, when given, and goes by
+// pointer (see strArg).
+func ruleArgs(args []any, now any, cost int64, charge bool, n int, tokens string, one *string) []any {
 	if !charge {
 		cost = -cost
 	}
 	args = append(args, now, cost)
+	if n == 1 && one != nil {
+		*one = tokens
+		return append(args, (*strArg)(one))
+	}
 	for range n {
 		end := strings.IndexByte(tokens, '=') + 1
 		args = append(args, tokens[:end])
@@ -442,7 +448,8 @@ type ruleCall struct {
 func initRuleCall(cl *call, prefix, id string, rules []Rule, now, cost int64, charge bool) {
 	key, set := ruleKeySet(prefix, id, rules)
 	cl.script, cl.group = ruleScript, set
-	cl.args = ruleArgs(cl.argBuf[:0], now, cost, charge, len(rules), set[len(key):]) // one rule: no allocation
+	cl.now.n = now
+	cl.args = ruleArgs(cl.argBuf[:0], &cl.now, cost, charge, len(rules), set[len(key):], &cl.tok) // one rule: no allocation
 	cl.keyBuf[0] = key
 	cl.keys = cl.keyBuf[:1]
 }

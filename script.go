@@ -8,10 +8,16 @@ import "github.com/redis/go-redis/v9"
 // FLUSH) they are loaded and sent again (see send).
 
 // luaScript is a script's source and its SHA1, for EVAL and EVALSHA.
-type luaScript struct{ src, sha string }
+// srcArg and shaArg hold them boxed once: a command's []any then holds
+// them without an allocation.
+type luaScript struct {
+	src, sha       string
+	srcArg, shaArg any
+}
 
 func newScript(src string) *luaScript {
-	return &luaScript{src: src, sha: redis.NewScript(src).Hash()}
+	sha := redis.NewScript(src).Hash()
+	return &luaScript{src: src, sha: sha, srcArg: src, shaArg: sha}
 }
 
 const (

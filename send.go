@@ -3,8 +3,10 @@ package hammer
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -50,6 +52,8 @@ type call struct {
 	// allocation (see newHitCall).
 	keyBuf [2]string
 	argBuf [3]any
+	now    intArg // a hit's or a rule call's now, in argBuf by pointer
+	tok    string // the token of a call of one rule, in argBuf by pointer
 }
 
 // newHitCall returns the call of hitSource for a hit of bucket (listed in
@@ -57,10 +61,43 @@ type call struct {
 func newHitCall(bucket, index string, now, increment int64, ttl any) *call {
 	cl := &call{script: hitScript, group: bucket}
 	cl.keyBuf = [2]string{bucket, index}
-	cl.argBuf = [3]any{now, increment, ttl}
+	cl.now.n = now
+	cl.argBuf = [3]any{&cl.now, increment, ttl} // increment: mostly 1, boxed for free
 	cl.keys, cl.args = cl.keyBuf[:], cl.argBuf[:]
 	return cl
 }
+
+// Arguments that go to go-redis by pointer. A string or an int64 put in a
+// command's []any is boxed, an allocation per argument (an int64 below
+// 256 excepted); a pointer is not. go-redis writes them through
+// MarshalBinary, and logs and traces that print a command print them
+// through String.
+
+// strArg is a string argument: (*strArg)(&s) of a string s that stays as
+// it is while the command is written.
+type strArg string
+
+// MarshalBinary returns the string's bytes, not a copy: go-redis only
+// copies them into its buffer.
+func (a *strArg) MarshalBinary() ([]byte, error) {
+	return unsafe.Slice(unsafe.StringData(string(*a)), len(*a)), nil
+}
+
+func (a *strArg) String() string { return string(*a) }
+
+// intArg is an integer argument, with room for its digits.
+type intArg struct {
+	n   int64
+	buf [20]byte
+}
+
+// MarshalBinary writes the number's digits in a's room: a command that
+// holds a is written by one goroutine at a time.
+func (a *intArg) MarshalBinary() ([]byte, error) {
+	return strconv.AppendInt(a.buf[:0], a.n, 10), nil
+}
+
+func (a *intArg) String() string { return strconv.FormatInt(a.n, 10) }
 
 // noRetry marks a command that go-redis must never send again: it may
 // have run, and a second run would count again.
@@ -187,17 +224,17 @@ func (s *sender) round(ctx context.Context, c conn, load *luaScript, calls []*ca
 func (cl *call) cmdArgs() []any {
 	if cl.cmd != nil {
 		if cl.eval {
-			cl.cmd[0], cl.cmd[1] = "eval", cl.script.src
+			cl.cmd[0], cl.cmd[1] = "eval", cl.script.srcArg
 		} else {
-			cl.cmd[0], cl.cmd[1] = "evalsha", cl.script.sha
+			cl.cmd[0], cl.cmd[1] = "evalsha", cl.script.shaArg
 		}
 		return cl.cmd
 	}
 	args := make([]any, 0, 3+len(cl.keys)+len(cl.args))
 	if cl.eval {
-		args = append(args, "eval", cl.script.src)
+		args = append(args, "eval", cl.script.srcArg)
 	} else {
-		args = append(args, "evalsha", cl.script.sha)
+		args = append(args, "evalsha", cl.script.shaArg)
 	}
 	args = append(args, len(cl.keys))
 	for _, k := range cl.keys {
