@@ -37,13 +37,6 @@ const ruleTTLMarginMs = 1000
 // fits a time.Duration, which is what miniredis keeps TTLs in.
 const ruleMaxTTLMs = 1 << 42
 
-// ruleTTL returns the TTL in ms of a state written with resetAfterMs, the
-// wait until it is back to full (or empty): resetAfterMs plus
-// ruleTTLMarginMs, at most ruleMaxTTLMs. It is never 0.
-func ruleTTL(resetAfterMs int64) int64 {
-	return min(resetAfterMs+ruleTTLMarginMs, ruleMaxTTLMs)
-}
-
 // ruleXStepMs rounds up x, the unix ms after which a written state may be
 // dropped (see ruleLua): hits in one window, and bucket hits whose refill
 // time is well under a step, often write the same x, and the rule record
@@ -51,12 +44,13 @@ func ruleTTL(resetAfterMs int64) int64 {
 const ruleXStepMs = 1000
 
 // ruleExpiry returns x for a state written at now whose reset is
-// resetAfterMs away: now plus ruleTTL(resetAfterMs), rounded up to a whole
-// multiple of ruleXStepMs, and at most now plus ruleMaxTTLMs. So the state
-// is kept from ruleTTLMarginMs to ruleTTLMarginMs+ruleXStepMs-1 ms longer
-// than it needs to be.
+// resetAfterMs away: now plus resetAfterMs plus ruleTTLMarginMs, rounded up
+// to a whole multiple of ruleXStepMs, and at most now plus ruleMaxTTLMs
+// (as the script's expiry does). So the state is kept from ruleTTLMarginMs
+// to ruleTTLMarginMs+ruleXStepMs-1 ms longer than it needs to be, and x is
+// always after now.
 func ruleExpiry(now, resetAfterMs int64) int64 {
-	x := now + ruleTTL(resetAfterMs)
+	x := now + resetAfterMs + ruleTTLMarginMs
 	if r := x % ruleXStepMs; r > 0 {
 		x += ruleXStepMs - r
 	} else if r < 0 {

@@ -427,14 +427,6 @@ func ruleArgs(args []any, now any, cost int64, charge bool, n int, tokens string
 	return args
 }
 
-// newRuleCall returns the script call of a call of id over rules at now of
-// cost: a hit when charge is set, else a peek.
-func newRuleCall(prefix, id string, rules []Rule, now, cost int64, charge bool) *call {
-	cl := new(call)
-	initRuleCall(cl, prefix, id, rules, now, cost, charge)
-	return cl
-}
-
 // ruleCall is the script call of a call over rules, with room for the
 // decision of one rule: a call of one rule and its decision are then one
 // allocation.
@@ -444,7 +436,7 @@ type ruleCall struct {
 }
 
 // initRuleCall makes cl the script call of a call of id over rules at now
-// of cost (see newRuleCall).
+// of cost: a hit when charge is set, else a peek.
 func initRuleCall(cl *call, prefix, id string, rules []Rule, now, cost int64, charge bool) {
 	key, set := ruleKeySet(prefix, id, rules)
 	cl.script, cl.group = ruleScript, set
@@ -457,16 +449,11 @@ func initRuleCall(cl *call, prefix, id string, rules []Rule, now, cost int64, ch
 // ruleCallRules returns the number of rules of cl, a call of ruleScript.
 func ruleCallRules(cl *call) int { return len(cl.args) - 2 }
 
-// parseRuleReply reads the reply of ruleSource for rules: whether the call
-// was allowed, and each rule's decision. A reply of another form is an
-// error wrapping errBadReply.
-func parseRuleReply(v any, rules []Rule) (allowed bool, ds []RuleDecision, err error) {
-	return parseRuleReplyInto(v, rules, nil)
-}
-
-// parseRuleReplyInto is parseRuleReply, with the decisions in dst when it
-// has room for them. The reply is the script's array, or a pointer to it
-// (a call's reply within a batch reply, see settleBatch).
+// parseRuleReplyInto reads the reply of ruleSource for rules: whether the
+// call was allowed, and each rule's decision, in dst when it has room for
+// them. The reply is the script's array, or a pointer to it (a call's
+// reply within a batch reply, see settleBatch). A reply of another form
+// is an error wrapping errBadReply.
 func parseRuleReplyInto(v any, rules []Rule, dst []RuleDecision) (allowed bool, ds []RuleDecision, err error) {
 	var vals []any
 	switch v := v.(type) {

@@ -220,6 +220,19 @@ func TestRuleArgs(t *testing.T) {
 	assert.Equal(t, 2.0, allocs, "one rule: the call, and its key and name; now and the token go by pointer")
 }
 
+// newRuleCall returns the script call of a call of id over rules at now of
+// cost, as ChargeRules makes it: a hit when charge is set, else a peek.
+func newRuleCall(prefix, id string, rules []Rule, now, cost int64, charge bool) *call {
+	cl := new(call)
+	initRuleCall(cl, prefix, id, rules, now, cost, charge)
+	return cl
+}
+
+// parseRuleReply is parseRuleReplyInto with no room for the decisions.
+func parseRuleReply(v any, rules []Rule) (allowed bool, ds []RuleDecision, err error) {
+	return parseRuleReplyInto(v, rules, nil)
+}
+
 // argStrings returns command arguments as go-redis writes them: through
 // MarshalBinary where an argument has it, else as fmt prints them.
 func argStrings(t *testing.T, args []any) []string {
