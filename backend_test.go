@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -521,15 +522,15 @@ func TestRedisErrorsAreWrapped(t *testing.T) {
 	assert.ErrorContains(t, err, `delete buckets "u3"`)
 }
 
-// countingHook counts the commands a client sends.
-type countingHook struct{ n int64 }
+// countingHook counts the commands a client sends, from any goroutine.
+type countingHook struct{ n atomic.Int64 }
 
 func (h *countingHook) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h *countingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error { h.n++; return next(ctx, cmd) }
+	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
 }
 func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error { h.n += int64(len(cmds)); return next(ctx, cmds) }
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(int64(len(cmds))); return next(ctx, cmds) }
 }
 
 func TestInvalidArguments(t *testing.T) {
@@ -584,7 +585,7 @@ func TestInvalidArguments(t *testing.T) {
 			assert.False(t, errors.Is(err, ErrInvalidOptions))
 		})
 	}
-	assert.Zero(t, hook.n, "no command may be sent for a bad argument")
+	assert.Zero(t, hook.n.Load(), "no command may be sent for a bad argument")
 
 	// The limit of MaxIDBytes follows the backend's option.
 	b2, err := NewClusterBackend(Options{ExpiryMs: 1000, Client: client, MaxIDBytes: 4})
@@ -593,7 +594,7 @@ func TestInvalidArguments(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidArgument)
 	_, err = b2.CountHit(ctx, BucketKey{ID: "abcde"}, 1)
 	require.ErrorIs(t, err, ErrInvalidArgument)
-	assert.Zero(t, hook.n)
+	assert.Zero(t, hook.n.Load())
 }
 
 func TestInvalidOptions(t *testing.T) {

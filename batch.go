@@ -45,12 +45,20 @@ import (
 // a rule reply. When the unit failed, its entry is one string instead:
 // "N<error>" if it failed before its first write (it did not run), or
 // "W<error>" if it may have written; what it had put is taken back.
-const batchSource = "#!lua flags=allow-cross-slot-keys\n" + preludeLua + indexLua + fixedLua + ruleLua + `
+const batchSource = "#!lua flags=allow-cross-slot-keys\n" + preludeLua + indexLua + fixedLua + ruleLua + batchLua + "begin()\n" + batchEntry
+
+// batchLua defines failed(start, e), which takes back what a unit that
+// failed with e had put since start, and puts its failure.
+const batchLua = `
 local function failed(start, e)
   for k = ON, start + 1, -1 do O[k] = nil end
   ON = start
   if ST.w then put('W' .. errmsg(e)) else put('N' .. errmsg(e)) end
 end
+`
+
+// batchEntry is the body of batchSource's script call.
+const batchEntry = `
 local ttl = tonumber(ARGV[1])
 local a = 2
 local na = #ARGV

@@ -259,15 +259,23 @@ func TestBatchBadUnit(t *testing.T) {
 	require.NoError(t, err)
 }
 
-// TestBatchNoScript flushes the script caches, then sends a batch: it
-// gets NOSCRIPT, and is sent again with the script loaded. Every call
-// counts once.
+// TestBatchNoScript flushes the script caches and the function
+// libraries, then sends a batch: it gets NOSCRIPT, or "Function not
+// found", and is sent again with the script, or the library, loaded.
+// Every call counts once.
 func TestBatchNoScript(t *testing.T) {
 	c, b, _, prefix := sharedCluster(t, CoalesceOn)
 	ctx := context.Background()
 	node, ids := idsOn(t, b.client.(*redis.ClusterClient), prefix, "noscript", 8)
-	for round := int64(1); round <= 2; round++ {
+	_, err := b.CountHit(ctx, BucketKey{Bucket: 1, ID: "noscript-first"}, 1)
+	require.NoError(t, err)
+	awaitFunctions(t, b, fnOn)
+	for round := int64(1); round <= 4; round++ {
 		c.FlushScripts(t)
+		c.FlushFunctions(t)
+		if round > 2 {
+			b.s.fn.Store(fnOff) // EVALSHA: NOSCRIPT
+		}
 		var calls []*call
 		for _, id := range ids {
 			calls = append(calls, b.hitCall(prefix, BucketKey{Bucket: 1, ID: id}, hourBase, 1))
@@ -277,7 +285,10 @@ func TestBatchNoScript(t *testing.T) {
 			require.NoError(t, cl.err, "call %d", i)
 			assert.Equal(t, round, cl.val, "call %d", i)
 		}
+		assert.Equal(t, round <= 2, hasLibrary(t, node), "round %d: library loaded again", round)
 	}
+	assert.Equal(t, int64(4), b.s.batchesSent.Load())
+	assert.Zero(t, b.s.unitsResent.Load())
 }
 
 // TestBatchOffWhereNotTaken checks the fallback: miniredis does not take

@@ -37,7 +37,7 @@ func clusterTargets() []target {
 			t.Cleanup(func() { raw.Close() })
 			return &env{
 				name: name, seeds: c.Addrs(), raw: raw, prefix: namespace(), mode: mode,
-				flushScripts: func(t *testing.T) { c.FlushScripts(t) },
+				flushScripts: func(t *testing.T) { c.FlushScripts(t); c.FlushFunctions(t) },
 			}
 		}}
 	}

@@ -60,6 +60,9 @@ func NewClusterBackend(opts Options) (*ClusterBackend, error) {
 	if cfg.noBatch {
 		b.s.batch.Store(batchOff)
 	}
+	if cfg.noFunctions {
+		b.s.fn.Store(fnOff)
+	}
 	if cfg.coalesce {
 		b.co = newCoalescer(b.s, cfg.maxQueue, cfg.maxBatch, cfg.flushers, cfg.flushTimeout, cfg.batchObs)
 	}

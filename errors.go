@@ -65,8 +65,9 @@ type errKind struct {
 	// or after a pause (wait is set: a slot half migrated, a failover).
 	resend, wait bool
 	// noScript is set when the node lacked the script: it is sent again
-	// with the script (NOSCRIPT).
-	noScript bool
+	// with the script (NOSCRIPT). noFunction is set with it when the node
+	// lacked the library's function (see function.go).
+	noScript, noFunction bool
 }
 
 var (
@@ -77,6 +78,7 @@ var (
 	kindMaybeRan    = errKind{class: ErrUnavailable}
 	kindUnknown     = errKind{}
 	kindNoScript    = errKind{class: ErrUnavailable, notRun: true, resend: true, noScript: true}
+	kindNoFunction  = errKind{class: ErrUnavailable, notRun: true, resend: true, noScript: true, noFunction: true}
 	kindClosed      = errKind{notRun: true, resend: true}
 	kindGaveUp      = errKind{}
 	kindScriptError = errKind{class: ErrMisconfigured}
@@ -112,6 +114,11 @@ func kindOf(err error) errKind {
 		switch {
 		case strings.HasPrefix(msg, "ERR max number of clients reached"):
 			return kindRefused
+		case msg == "ERR Function not found",
+			strings.HasPrefix(msg, "ERR unknown command") && strings.Contains(msg, "fcall"):
+			// FCALL of a function the node lacks, or of a node that
+			// lacks functions: refused before anything ran.
+			return kindNoFunction
 		case strings.Contains(msg, "The user executing the script can't"):
 			// An ACL refusal inside a script, at some command: the commands
 			// before it may have run.

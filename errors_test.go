@@ -52,6 +52,11 @@ func TestErrorTable(t *testing.T) {
 		{redisErr("MOVED 3999 127.0.0.1:6381"), ErrUnavailable, true, true},
 		{redisErr("ASK 3999 127.0.0.1:6381"), ErrUnavailable, true, true},
 		{redisErr("NOSCRIPT No matching script. Please use EVAL."), ErrUnavailable, true, true},
+		{redisErr("ERR Function not found"), ErrUnavailable, true, true},
+		{redisErr("ERR unknown command 'fcall', with args beginning with: 'hammer_0123456789abcdef_hit' '2' "), ErrUnavailable, true, true},
+		{redisErr("ERR unknown command `fcall`, with args beginning with: "), ErrUnavailable, true, true},
+		{redisErr("ERR unknown command 'hgetx', with args beginning with: "), nil, false, false},
+		{redisErr("ERR Error running script (call to f_x): Function not found"), nil, false, false},
 		{redisErr("OOM command not allowed when used memory > 'maxmemory'."), ErrUnavailable, true, false},
 		{redisErr("ERR max number of clients reached"), ErrUnavailable, true, false},
 		{redisErr("NOREPLICAS Not enough good replicas to write."), ErrUnavailable, true, false},
@@ -73,7 +78,9 @@ func TestErrorTable(t *testing.T) {
 		assert.Equal(t, c.class, errorClass(c.err), "class of %v", c.err)
 		assert.Equal(t, c.notRun, k.notRun, "not run: %v", c.err)
 		assert.Equal(t, c.resend, k.resend, "resend: %v", c.err)
-		assert.Equal(t, strings.HasPrefix(c.err.Error(), "NOSCRIPT"), k.noScript, "no script: %v", c.err)
+		noFunction := c.err.Error() == "ERR Function not found" || strings.Contains(c.err.Error(), "fcall")
+		assert.Equal(t, strings.HasPrefix(c.err.Error(), "NOSCRIPT") || noFunction, k.noScript, "no script: %v", c.err)
+		assert.Equal(t, noFunction, k.noFunction, "no function: %v", c.err)
 	}
 }
 

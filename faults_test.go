@@ -223,8 +223,9 @@ func TestFaultScriptFlush(t *testing.T) {
 				mark := time.Now()
 				waitFor(t, 10*time.Second, "load goes on", func() bool { return l.okSince(all, mark) })
 				c.FlushScripts(t)
+				c.FlushFunctions(t)
 			}
-			l.finishClean(t, "after SCRIPT FLUSH")
+			l.finishClean(t, "after SCRIPT FLUSH and FUNCTION FLUSH")
 		})
 	}
 }

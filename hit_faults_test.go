@@ -165,8 +165,9 @@ func TestHitFaultScriptFlush(t *testing.T) {
 				mark := time.Now()
 				waitFor(t, 10*time.Second, "the load goes on", func() bool { return hl.okSince(hl.ids, mark) })
 				c.FlushScripts(t)
+				c.FlushFunctions(t)
 			}
-			hl.finish(t, "after SCRIPT FLUSH")
+			hl.finish(t, "after SCRIPT FLUSH and FUNCTION FLUSH")
 		})
 	}
 }

@@ -663,14 +663,14 @@ func TestHitInvalidArguments(t *testing.T) {
 	// The cluster backend's MaxIDBytes (8) bounds the Limiter's ids.
 	_, err = New(cluster).Hit(ctx, "123456789", ok)
 	require.ErrorIs(t, err, ErrInvalidArgument)
-	assert.Zero(t, hook.n, "no command reached the standalone client")
+	assert.Zero(t, hook.n.Load(), "no command reached the standalone client")
 	assert.Zero(t, m.CommandCount(), "no command reached Redis")
 
 	// The counting sees a valid call.
 	d, err := New(standalone).Hit(ctx, "a", ok)
 	require.NoError(t, err)
 	assert.True(t, d.Allowed)
-	assert.Positive(t, hook.n)
+	assert.Positive(t, hook.n.Load())
 	assert.Positive(t, m.CommandCount())
 }
 

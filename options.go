@@ -109,6 +109,16 @@ type Options struct {
 	// one key). The default value is false: batch scripts are used where
 	// the server takes them (Redis 7 and later; found out once).
 	NoBatchScript bool
+
+	// NoFunctions turns off Redis functions: scripts are then always sent
+	// with EVALSHA (and EVAL when a node lacks them), and nothing is
+	// loaded with FUNCTION LOAD. The default value is false: the scripts
+	// are loaded on every master as one function library and called with
+	// FCALL, which costs a master less per call, where every master
+	// takes it (Redis 7 and later; found out on the first call). The
+	// library stays on the nodes until FUNCTION DELETE (see the README's
+	// Data model section).
+	NoFunctions bool
 }
 
 // CoalesceMode says whether hits are coalesced into pipelines.
@@ -146,6 +156,7 @@ type config struct {
 
 	coalesce     bool
 	noBatch      bool
+	noFunctions  bool
 	maxBatch     int
 	maxQueue     int
 	flushers     int
@@ -183,6 +194,7 @@ func (opts *Options) validate() (config, error) {
 	}
 	c.coalesce = mode == CoalesceOn
 	c.noBatch = opts.NoBatchScript
+	c.noFunctions = opts.NoFunctions
 	var err error
 	if c.maxBatch, err = positive("CoalesceMaxBatch", opts.CoalesceMaxBatch, defaultCoalesceMaxBatch); err != nil {
 		return c, err

@@ -54,7 +54,6 @@ const ruleLua = `
 local MARGIN = 1000 -- ruleTTLMarginMs
 local MAXTTL = 4398046511104 -- ruleMaxTTLMs
 local XSTEP = 1000 -- ruleXStepMs
-local fmod = math.fmod
 local function dfloor(a, b)
   local r = fmod(a, b)
   if r < 0 then r = r + b end
@@ -85,11 +84,13 @@ end
 -- rule_params returns the kind, window or per (ms), limit (or burst or
 -- capacity) and rate (0 for windows) of a rule from its token:
 -- "<kind>:<per>:<limit>=" for windows, "<kind>:<rate>:<per>:<limit>=" for
--- buckets. Each token is parsed once per script call.
-local PARAMS = {}
+-- buckets. A token is parsed once and kept: for the script call, and in
+-- the function library from one call to the next, at most 64 at a time.
+local PARAMS, NPARAMS = {}, 0
 local function rule_params(tok)
   local r = PARAMS[tok]
   if r then return r[1], r[2], r[3], r[4] end
+  if NPARAMS >= 64 then PARAMS, NPARAMS = {}, 0 end
   local k, x, y, z = string.match(tok, '^([fstl]):(%d+):(%d+):?(%d*)=$')
   local bucket = k == 't' or k == 'l'
   if not k or bucket == (z == '') then
@@ -101,6 +102,7 @@ local function rule_params(tok)
     r = {k, tonumber(x), tonumber(y), 0}
   end
   PARAMS[tok] = r
+  NPARAMS = NPARAMS + 1
   return r[1], r[2], r[3], r[4]
 end
 
@@ -365,7 +367,10 @@ end
 //	ARGV[2+i]    for rule i = 1..n: its token, its member and "="
 //
 // The reply is the call's reply of rule_calls.
-const ruleSource = preludeLua + ruleLua + `
+const ruleSource = preludeLua + ruleLua + "begin()\n" + ruleEntry
+
+// ruleEntry is the body of ruleSource's script call.
+const ruleEntry = `
 local n = #ARGV - 2
 if #KEYS ~= 1 or n < 1 then
   return redis.error_reply('ERR wrong number of keys or arguments')

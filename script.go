@@ -7,12 +7,13 @@ import "github.com/redis/go-redis/v9"
 // (the script cache is per node and is lost on restart, failover and SCRIPT
 // FLUSH) they are loaded and sent again (see send).
 
-// luaScript is a script's source and its SHA1, for EVAL and EVALSHA.
-// srcArg and shaArg hold them boxed once: a command's []any then holds
-// them without an allocation.
+// luaScript is a script's source and its SHA1, for EVAL and EVALSHA, and
+// the name of the function that serves it in the library, for FCALL (""
+// where none does; see function.go). srcArg, shaArg and fnArg hold them
+// boxed once: a command's []any then holds them without an allocation.
 type luaScript struct {
-	src, sha       string
-	srcArg, shaArg any
+	src, sha, fn          string
+	srcArg, shaArg, fnArg any
 }
 
 func newScript(src string) *luaScript {
@@ -26,13 +27,16 @@ const (
 	fieldUpdated = "updated"
 )
 
-// preludeLua opens every script: shared constants and helpers; ST, the
-// state of the running unit of work: ST.w is set just before its first
-// write, so that a batch (see batchSource) can tell a unit that failed
-// before writing anything from one that may have written; and the reply
-// being built, one flat array: O, of ON values. Each call puts its reply
-// there with put, so that a batch of any size replies one array, with no
-// table per call.
+// preludeLua opens every script: shared constants and helpers; begin,
+// which every script call runs first: it reaches the standard libraries
+// (a function library is loaded where they cannot be reached yet) and
+// starts the call's state anew (a function keeps its upvalues from one
+// call to the next; see function.go); ST, the state of the running unit
+// of work: ST.w is set just before its first write, so that a batch (see
+// batchSource) can tell a unit that failed before writing anything from
+// one that may have written; and the reply being built, one flat array:
+// O, of ON values. Each call puts its reply there with put, so that a
+// batch of any size replies one array, with no table per call.
 //
 // Whole numbers go to redis.call as strings, written by dec, or as they
 // came in ARGV: Redis would write a number argument with "%.17g", exact
@@ -42,10 +46,14 @@ const (
 // the string before it pays for tonumber.
 const preludeLua = `
 local MAX = 9007199254740992
-local fmt = string.format
+local fmt, fmod -- string.format and math.fmod, set by begin
 local function dec(x) return fmt('%d', x) end
 local ST = {w = false}
-local O, ON = {}, 0
+local O, ON -- set by begin
+local function begin()
+  fmt, fmod = string.format, math.fmod
+  ST.w, O, ON = false, {}, 0
+end
 local function put(x)
   ON = ON + 1
   O[ON] = x
@@ -163,7 +171,10 @@ end
 // created and adds the bucket to the index. The bucket's number is the
 // key's last ":" field, at most 20 bytes, so the match looks at the key's
 // last 21 bytes only; the key base is what precedes it.
-const hitSource = preludeLua + indexLua + fixedLua + `
+const hitSource = preludeLua + indexLua + fixedLua + "begin()\n" + hitEntry
+
+// hitEntry is the body of hitSource's script call.
+const hitEntry = `
 local ok, e = pcall(fixed_hits, KEYS[1], KEYS[2], tonumber(ARGV[3]), ARGV[3], ARGV, 1, 1)
 if not ok then return redis.error_reply(errmsg(e)) end
 if type(O[1]) == 'string' then return redis.error_reply(string.sub(O[1], 2)) end

@@ -39,7 +39,7 @@ func BenchmarkBatchScript(b *testing.B) {
 	}
 	for _, tc := range batchScriptCases {
 		b.Run(tc.name, func(b *testing.B) {
-			send := batchSender(b, node, tc.name, tc.rules)
+			send := batchSender(b, node, tc.name, tc.rules, false)
 			send() // the keys exist from here on
 			if err := node.ConfigResetStat(ctx).Err(); err != nil {
 				b.Fatal(err)
@@ -68,7 +68,8 @@ func BenchmarkBatchScript(b *testing.B) {
 // node did meanwhile), counted from the second batch on. The alone/ cases
 // send the same calls one script call each, as a lone caller does (hits
 // with hitSource, rule calls with ruleSource): a script call's fixed cost
-// is then paid by one call. It skips where valgrind is missing. Each
+// is then paid by one call. The fcall/ cases send the same calls with
+// FCALL, to the functions of the library (see function.go). It skips where valgrind is missing. Each
 // batch takes tens of milliseconds under valgrind: give it a count.
 //
 //	go test -run '^$' -bench BatchScriptInstructions -benchtime 20x .
@@ -111,15 +112,24 @@ func BenchmarkBatchScriptInstructions(b *testing.B) {
 		callgrind("--dump")
 		b.ReportMetric(float64(latestCallgrindTotal(b, strings.ReplaceAll(out, "%p", strconv.Itoa(n.Pid()))))/float64(b.N*batchUnits), "instructions/call")
 	}
-	for _, tc := range batchScriptCases {
-		b.Run(tc.name, func(b *testing.B) {
-			measure(b, batchSender(b, node, tc.name, tc.rules))
-		})
+	if err := loadLibraryOn(ctx, node); err != nil {
+		b.Fatal(err)
 	}
-	for _, tc := range batchScriptCases {
-		b.Run("alone/"+tc.name, func(b *testing.B) {
-			measure(b, loneSender(b, node, "alone-"+tc.name, tc.rules))
-		})
+	for _, fc := range []bool{false, true} {
+		form := ""
+		if fc {
+			form = "fcall/"
+		}
+		for _, tc := range batchScriptCases {
+			b.Run(form+tc.name, func(b *testing.B) {
+				measure(b, batchSender(b, node, form+tc.name, tc.rules, fc))
+			})
+		}
+		for _, tc := range batchScriptCases {
+			b.Run(form+"alone/"+tc.name, func(b *testing.B) {
+				measure(b, loneSender(b, node, form+"alone-"+tc.name, tc.rules, fc))
+			})
+		}
 	}
 }
 
@@ -167,14 +177,15 @@ var batchScriptCases = []struct {
 
 // batchSender returns a func that sends node one batch of batchUnits
 // calls of the case name (rules nil: CheckRate hits), each of its own id,
-// all at the time of the call to batchSender.
-func batchSender(b *testing.B, node *redis.Client, name string, rules []Rule) func() {
+// all at the time of the call to batchSender: with EVALSHA, or with FCALL
+// when fc is set.
+func batchSender(b *testing.B, node *redis.Client, name string, rules []Rule, fc bool) func() {
 	calls := benchScriptCalls(name, rules)
 	units := make([]unit, len(calls))
 	for i, cl := range calls {
 		units[i] = unit{calls: []*call{cl}}
 	}
-	cmd := batchCmd(units)
+	cmd := (&call{script: batchScript, cmd: batchCmd(units)}).cmdArgs(fc)
 	return func() {
 		if err := node.Do(context.Background(), cmd...).Err(); err != nil {
 			b.Fatal(err)
@@ -184,11 +195,11 @@ func batchSender(b *testing.B, node *redis.Client, name string, rules []Rule) fu
 
 // loneSender returns a func that sends node the calls of batchSender one
 // by one, each its own script call.
-func loneSender(b *testing.B, node *redis.Client, name string, rules []Rule) func() {
+func loneSender(b *testing.B, node *redis.Client, name string, rules []Rule, fc bool) func() {
 	calls := benchScriptCalls(name, rules)
 	cmds := make([][]any, len(calls))
 	for i, cl := range calls {
-		cmds[i] = cl.cmdArgs()
+		cmds[i] = cl.cmdArgs(fc)
 	}
 	return func() {
 		for _, cmd := range cmds {

@@ -14,19 +14,33 @@ import (
 
 // aclCommands are the commands the backend needs, as an ACL rule: the
 // README gives this line.
-const aclCommands = "+evalsha +eval +script|load +hmget +zrange +exists +cluster|slots " +
+const aclCommands = "+fcall +function|load +evalsha +eval +script|load +hmget +zrange +exists +cluster|slots " +
 	"+get +hget +hset +set +pexpire +pttl +time +zadd +zrem +del" // run by the scripts
 
 func TestACLUser(t *testing.T) {
 	c := testcluster.Shared(t)
-	ctx := context.Background()
 	prefix := namespace()
 	user := "u" + strings.TrimSuffix(prefix, ":")
 	args := append([]string{user, "reset", "on", ">s3cret", "~" + prefix + "*"}, strings.Fields(aclCommands)...)
 	c.SetupACL(t, args...)
+	// A user without FCALL and FUNCTION LOAD: the scripts go with EVALSHA.
+	noFn := "n" + user
+	args = append([]string{noFn, "reset", "on", ">s3cret", "~" + prefix + "*"},
+		strings.Fields(strings.NewReplacer("+fcall ", "", "+function|load ", "").Replace(aclCommands))...)
+	c.SetupACL(t, args...)
 
+	for _, tc := range []struct {
+		user string
+		fn   int32 // what the backend finds out about functions
+	}{{user, fnOn}, {noFn, fnOff}} {
+		testACLUser(t, c, prefix, tc.user, tc.fn)
+	}
+}
+
+func testACLUser(t *testing.T, c *testcluster.Cluster, prefix, user string, fn int32) {
+	ctx := context.Background()
 	for _, m := range modes {
-		t.Run(m.name, func(t *testing.T) {
+		t.Run(user+"/"+m.name, func(t *testing.T) {
 			b, err := NewClusterBackend(Options{
 				ExpiryMs: 60_000, InitServers: c.Addrs(), KeyPrefix: prefix, Coalesce: m.mode,
 				RedisOptions: &redis.ClusterOptions{Username: user, Password: "s3cret"},
@@ -55,6 +69,7 @@ func TestACLUser(t *testing.T) {
 			n, err := l.DeleteBuckets(ctx, id)
 			require.NoError(t, err)
 			assert.Equal(t, int64(3), n, "the bucket and both rules' states")
+			awaitFunctions(t, b, fn)
 		})
 	}
 }

@@ -125,6 +125,8 @@ type sender struct {
 	client redis.UniversalClient // routes each key to its master
 	reload reloader
 	batch  atomic.Int32 // batchUnknown, batchOn or batchOff (see sendMany)
+	fn     atomic.Int32 // fnUnknown, fnOn or fnOff (see functions)
+	fnNext atomic.Int64 // unix ns before which the library is not loaded again
 
 	// Counts for tests: batch script calls sent, and the calls of their
 	// units that came back not run and went on the ordinary path.
@@ -162,6 +164,13 @@ func (s *sender) send(ctx context.Context, c conn, calls []*call) {
 				s.reload.trigger()
 			}
 			cl.ran = !k.notRun
+			if k.noFunction {
+				// A master lacks the library (a new master, FUNCTION
+				// FLUSH): load it on every master again. The call is
+				// sent with its script meanwhile, or after the library
+				// on a master's own client.
+				s.loadLibrary()
+			}
 			if k.resend && round < maxRounds {
 				cl.eval = cl.eval || k.noScript
 				wait = wait || k.wait
@@ -181,13 +190,14 @@ func (s *sender) send(ctx context.Context, c conn, calls []*call) {
 			pauseFor *= 2
 		}
 		load = nil
-		if _, node := c.(*redis.Client); node && allEval(next) {
-			// The master lost its script cache (SCRIPT FLUSH, a restart):
-			// load the script once, and send the calls to it again by SHA,
-			// all in one pipeline.
+		if isNode(c) && allEval(next) {
+			// The master lost its script cache (SCRIPT FLUSH, a restart)
+			// or the library: load the script, or the library, once, and
+			// send the calls again by SHA or name, all in one pipeline.
 			load = next[0].script
+			fc := s.functions()
 			for _, cl := range next {
-				cl.eval = cl.script != load
+				cl.eval = !loads(fc, load, cl.script)
 			}
 		} else {
 			c = s.client
@@ -196,18 +206,37 @@ func (s *sender) send(ctx context.Context, c conn, calls []*call) {
 	}
 }
 
-// round sends calls on c once, after loading the script load unless it is
-// nil, and records each call's reply or error.
+// isNode tells whether c is a master's own client, rather than the
+// routing client.
+func isNode(c conn) bool {
+	_, node := c.(*redis.Client)
+	return node
+}
+
+// loads tells whether loading load (SCRIPT LOAD, or FUNCTION LOAD of the
+// library when fc is set and load is in it) lets sc be called without its
+// source.
+func loads(fc bool, load, sc *luaScript) bool {
+	return sc == load || fc && load.fn != "" && sc.fn != ""
+}
+
+// round sends calls on c once, after loading the script load (or its
+// library) unless it is nil, and records each call's reply or error.
 func (s *sender) round(ctx context.Context, c conn, load *luaScript, calls []*call) {
+	fc := s.functions()
 	cmds := make([]*redis.Cmd, len(calls))
 	for i, cl := range calls {
-		cmds[i] = redis.NewCmd(ctx, cl.cmdArgs()...)
+		cmds[i] = redis.NewCmd(ctx, cl.cmdArgs(fc)...)
 	}
 	if len(cmds) == 1 && load == nil {
 		_ = c.Process(ctx, noRetry{cmds[0]})
 	} else {
 		pipe := c.Pipeline()
-		if load != nil {
+		switch {
+		case load == nil:
+		case fc && load.fn != "":
+			_ = pipe.Process(ctx, redis.NewCmd(ctx, "function", "load", scriptLibrary.src))
+		default:
 			_ = pipe.Process(ctx, redis.NewCmd(ctx, "script", "load", load.src))
 		}
 		for _, cmd := range cmds {
@@ -215,28 +244,33 @@ func (s *sender) round(ctx context.Context, c conn, load *luaScript, calls []*ca
 		}
 		_, _ = pipe.Exec(ctx) // errors are per command
 	}
+	replied := false
 	for i, cl := range calls {
 		cl.val, cl.err = cmds[i].Result()
+		replied = replied || cl.err == nil
+	}
+	if replied && s.fn.Load() == fnUnknown {
+		s.loadLibrary() // the nodes answer: find out whether they take functions
 	}
 }
 
-// cmdArgs returns the command of the call: EVALSHA, or EVAL.
-func (cl *call) cmdArgs() []any {
+// cmdArgs returns the command of the call: EVAL when the node lacked its
+// script or function, else FCALL where fc is set and a function serves the
+// script, else EVALSHA.
+func (cl *call) cmdArgs(fc bool) []any {
+	verb, name := "evalsha", cl.script.shaArg
+	switch {
+	case cl.eval:
+		verb, name = "eval", cl.script.srcArg
+	case fc && cl.script.fn != "":
+		verb, name = "fcall", cl.script.fnArg
+	}
 	if cl.cmd != nil {
-		if cl.eval {
-			cl.cmd[0], cl.cmd[1] = "eval", cl.script.srcArg
-		} else {
-			cl.cmd[0], cl.cmd[1] = "evalsha", cl.script.shaArg
-		}
+		cl.cmd[0], cl.cmd[1] = verb, name
 		return cl.cmd
 	}
 	args := make([]any, 0, 3+len(cl.keys)+len(cl.args))
-	if cl.eval {
-		args = append(args, "eval", cl.script.srcArg)
-	} else {
-		args = append(args, "evalsha", cl.script.shaArg)
-	}
-	args = append(args, len(cl.keys))
+	args = append(args, verb, name, len(cl.keys))
 	for _, k := range cl.keys {
 		args = append(args, k)
 	}

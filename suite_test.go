@@ -26,7 +26,8 @@ type env struct {
 	prefix string                // KeyPrefix of this test: a namespace of its own
 	mode   CoalesceMode          // Options.Coalesce
 
-	// flushScripts runs SCRIPT FLUSH on every node.
+	// flushScripts runs SCRIPT FLUSH on every node, and FUNCTION FLUSH
+	// where functions are kept.
 	flushScripts func(t *testing.T)
 }
 

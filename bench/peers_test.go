@@ -177,6 +177,7 @@ func newLimiter(t *testing.T, client *redis.ClusterClient, mode hammer.CoalesceM
 		Client:           client,
 		Coalesce:         mode,
 		CoalesceFlushers: envInt(t, "HAMMER_PEER_FLUSHERS"),
+		NoFunctions:      os.Getenv("HAMMER_PEER_NOFUNCTIONS") == "1",
 	})
 	if err != nil {
 		t.Fatal(err)

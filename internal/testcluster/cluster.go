@@ -510,6 +510,24 @@ func (c *Cluster) FlushScripts(tb testing.TB) {
 	}
 }
 
+// FlushFunctions runs FUNCTION FLUSH on every running, non-paused master,
+// which its replicas replay: every function library is gone.
+func (c *Cluster) FlushFunctions(tb testing.TB) {
+	tb.Helper()
+	err := c.ForEachNode(func(_ *Node, cl *redis.Client) error {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		err := cl.FunctionFlush(ctx).Err()
+		if err != nil && strings.HasPrefix(err.Error(), "READONLY") {
+			return nil // a replica: its master's flush reaches it
+		}
+		return err
+	})
+	if err != nil {
+		tb.Fatalf("testcluster: FUNCTION FLUSH: %v", err)
+	}
+}
+
 // SetupACL runs `ACL SETUSER args...` (args[0] is the user name, the rest
 // are rules, e.g. "app", "on", ">secret", "~*", "+@all") on every running,
 // non-paused node; ACLs are per node. The call is remembered and replayed on

@@ -1,6 +1,7 @@
 package testcluster
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -151,6 +152,34 @@ func TestSharedClusterBasics(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// Function libraries replicate; FlushFunctions removes them everywhere.
+	err = rdb.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		return m.FunctionLoad(ctx, "#!lua name=tclib\nredis.register_function('tcfn', function() return 1 end)").Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.FlushFunctions(t)
+	for deadline := time.Now().Add(10 * time.Second); ; { // replicas replay the flush
+		err = c.ForEachNode(func(n *Node, cl *redis.Client) error {
+			libs, err := cl.FunctionList(ctx, redis.FunctionListQuery{}).Result()
+			if err != nil {
+				return err
+			}
+			if len(libs) != 0 {
+				return fmt.Errorf("%d libraries left", len(libs))
+			}
+			return nil
+		})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	// ACL users are created on every node.
