@@ -22,13 +22,13 @@ import (
 // The library is loaded on every master (FUNCTION LOAD) in the
 // background, once the first call has got a reply, and again, at most
 // once per libraryRetry, after a call finds it missing; calls go with
-// EVALSHA until it is loaded. A node that lacks the function refuses the call before running
-// it ("Function not found", as NOSCRIPT for a script): the call is sent
-// again with its script's source (EVAL), or, on a master's own client,
-// after loading the library in the same pipeline. Functions are off for
-// the sender (calls go with EVALSHA, as before) when a master refuses the
-// load for good: Redis before 7, miniredis, an ACL that forbids FUNCTION,
-// or Options.NoFunctions.
+// EVALSHA until it is loaded. A node that lacks the function refuses the
+// call before running it ("Function not found", as NOSCRIPT for a
+// script): the call is sent again with its script's source (EVAL), or, on
+// a master's own client, after loading the library in the same pipeline.
+// Functions are off for the sender (calls go with EVALSHA, as before)
+// when a master refuses the load for good: Redis before 7, miniredis, an
+// ACL that forbids FUNCTION, or Options.NoFunctions.
 //
 // Like the scripts, the library is named by a hash of its source, so
 // clients of different versions share a cluster, each calling its own

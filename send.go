@@ -19,8 +19,8 @@ import (
 // read timeout or a lost connection, go-redis would send it again on its
 // own, and a hit would count twice. send sends again itself, and only what
 // the error table (kindOf) proves did not run: MOVED, ASK, TRYAGAIN,
-// NOSCRIPT, READONLY, CLUSTERDOWN, a refused dial, a node client closed by
-// a slot-map reload. It tries at most maxRounds times, whatever the
+// NOSCRIPT, a missing function, READONLY, CLUSTERDOWN, a refused dial, a
+// node client closed by a slot-map reload. It tries at most maxRounds times, whatever the
 // caller's context.
 
 // call is one script call: what to send, and once sent, how it ended.
