@@ -41,44 +41,44 @@ type library struct {
 	name, src string
 }
 
-// libFunc is a script served as a function of the library: its body (the
-// script's source after the definitions it shares with the others), and
-// the function's flags.
+// libFunc is a script served as a function of the library: the suffix of
+// the function's name, the script, its body (the script's source after the
+// definitions it shares with the others), and the function's flags.
 type libFunc struct {
+	suffix string
 	script *luaScript
 	entry  string
 	flags  string // a Lua list of the function's flags
 }
 
 // newLibrary returns the library of defs, shared definitions, and funcs,
-// each called name_<suffix>, and gives each script its function's name.
+// each called <name>_<suffix>, and gives each script its function's name.
 // name is "hammer_" and 16 hex digits of the SHA1 of the library's source
 // with the name left out.
-func newLibrary(defs string, funcs map[string]libFunc) *library {
+func newLibrary(defs string, funcs ...libFunc) *library {
 	const ph = "\x00" // where the name goes
 	var sb strings.Builder
 	sb.WriteString("#!lua name=" + ph + "\n" + defs)
-	for _, suffix := range []string{"hit", "rule", "batch"} {
-		f := funcs[suffix]
-		sb.WriteString("redis.register_function{function_name = '" + ph + "_" + suffix +
+	for _, f := range funcs {
+		sb.WriteString("redis.register_function{function_name = '" + ph + "_" + f.suffix +
 			"', flags = " + f.flags + ", callback = function(KEYS, ARGV)\nbegin()\n" + f.entry + "end}\n")
 	}
 	tmpl := sb.String()
 	sum := sha1.Sum([]byte(tmpl))
 	name := "hammer_" + hex.EncodeToString(sum[:8])
-	for suffix, f := range funcs {
-		f.script.fn = name + "_" + suffix
+	for _, f := range funcs {
+		f.script.fn = name + "_" + f.suffix
 		f.script.fnArg = f.script.fn
 	}
 	return &library{name: name, src: strings.ReplaceAll(tmpl, ph, name)}
 }
 
 // scriptLibrary serves hitSource, ruleSource and batchSource.
-var scriptLibrary = newLibrary(preludeLua+indexLua+fixedLua+ruleLua+batchLua, map[string]libFunc{
-	"hit":   {script: hitScript, entry: hitEntry, flags: "{}"},
-	"rule":  {script: ruleScript, entry: ruleEntry, flags: "{}"},
-	"batch": {script: batchScript, entry: batchEntry, flags: "{'allow-cross-slot-keys'}"},
-})
+var scriptLibrary = newLibrary(preludeLua+indexLua+fixedLua+ruleLua+batchLua,
+	libFunc{suffix: "hit", script: hitScript, entry: hitEntry, flags: "{}"},
+	libFunc{suffix: "rule", script: ruleScript, entry: ruleEntry, flags: "{}"},
+	libFunc{suffix: "batch", script: batchScript, entry: batchEntry, flags: "{'allow-cross-slot-keys'}"},
+)
 
 // Whether calls go as FCALL, for a sender.
 const (
