@@ -9,11 +9,12 @@ import (
 // calls one after another against n rules of one id, whose states are kept
 // in the id's rule record, key. Rule i is P[p0+i], its token: its member
 // (see Rule.member), which holds its kind and every parameter, and "=".
-// rule_params reads a token's parameters once per script call. Call j
+// rule_params reads a token's parameters once per script call (and keeps
+// them across calls in the function library). Call j
 // (from 0) is A[a+2j..a+2j+1]: now, and its cost, negative for a peek of
 // -cost. The arguments are read where they lie, in KEYS and ARGV, and the
-// work is done in scratch tables, one per rule position, made once per
-// script call (see RS), so that a call makes no table. It puts
+// work is done in scratch tables, one per rule position, made on first
+// use (see RS), so that a call makes no table. It puts
 // each call's reply in O (see preludeLua): what the same calls sent one
 // by one would get. It does the model's arithmetic (model.go), in Lua
 // doubles, which are exact for every value it meets (see Rule.Validate);
@@ -107,8 +108,10 @@ local function rule_params(tok)
 end
 
 -- RS[i] is the scratch state of rule i of a unit, made on first use and
--- reused by every unit and call of a script call: a script call makes a
--- table per rule position, not one per field. Its fields: the rule's
+-- reused by every unit and call of a script call (in the function
+-- library, of every call: decide and rule_calls set each field before
+-- they read it): a script call makes a table per rule position, not one
+-- per field. Its fields: the rule's
 -- member and "=" (mem) and parameters (kind, per, lim, rate); the state
 -- read (set, t, v, p) and the x of its entry, as written (xs; false:
 -- none); what decide found (ok; rem, rst and rty, where the rule stands

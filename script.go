@@ -3,9 +3,11 @@ package hammer
 import "github.com/redis/go-redis/v9"
 
 // The Lua scripts, in one place. Field names are shared with the Go code
-// through the constants below. Scripts are sent with EVALSHA; on NOSCRIPT
-// (the script cache is per node and is lost on restart, failover and SCRIPT
-// FLUSH) they are loaded and sent again (see send).
+// through the constants below. Scripts are sent with EVALSHA, or called
+// with FCALL as the functions of one library (see function.go); on
+// NOSCRIPT (the script cache is per node and is lost on restart, failover
+// and SCRIPT FLUSH), or a missing function, they are loaded and sent again
+// (see send).
 
 // luaScript is a script's source and its SHA1, for EVAL and EVALSHA, and
 // the name of the function that serves it in the library, for FCALL (""
