@@ -19,10 +19,11 @@ import (
 // call. An FCALL runs the same Lua as the script it stands for, so both
 // forms decide and write alike, and a call may go in either.
 //
-// The library is loaded on every master (FUNCTION LOAD) in the
-// background, once the first call has got a reply, and again, at most
-// once per libraryRetry, after a call finds it missing; calls go with
-// EVALSHA until it is loaded. A node that lacks the function refuses the
+// The library is loaded on every master (FUNCTION LOAD) once the first
+// script call has got a reply (so a client that cannot log in sends no
+// more than its calls), before that call returns, and again, at most once
+// per libraryRetry, after a call finds it missing; calls go with EVALSHA
+// until it is loaded. A node that lacks the function refuses the
 // call before running it ("Function not found", as NOSCRIPT for a
 // script): the call is sent again with its script's source (EVAL), or, on
 // a master's own client, after loading the library in the same pipeline.
@@ -88,36 +89,29 @@ const (
 )
 
 // libraryRetry is the least time between two loads of the library on
-// every master; libraryTimeout bounds one.
-const (
-	libraryRetry   = time.Second
-	libraryTimeout = 10 * time.Second
-)
+// every master.
+const libraryRetry = time.Second
 
 // functions tells whether s sends calls of the library's scripts with
 // FCALL.
 func (s *sender) functions() bool { return s.fn.Load() == fnOn }
 
-// loadLibrary starts loading the library on every master, unless a load
-// started less than libraryRetry ago, and returns at once: calls go
-// meanwhile as they did. When the load ends, it records whether functions
-// can be used: yes when every master has the library, no when a master
-// refused it for good (an unknown command, NOPERM, a library it cannot
-// load). A failure to reach a master, or an error that passes (a
-// failover, a failed login), leaves that as it was.
-func (s *sender) loadLibrary() {
+// loadLibrary loads the library on every master, unless a load started
+// less than libraryRetry ago (other callers go on meanwhile, as they
+// did), and records whether functions can be used: yes when every master
+// has the library, no when a master refused it for good (an unknown
+// command, NOPERM, a library it cannot load). A failure to reach a master,
+// or an error that passes (a failover, a failed login, ctx's end), leaves
+// that as it was.
+func (s *sender) loadLibrary(ctx context.Context) {
 	now := time.Now().UnixNano()
 	next := s.fnNext.Load()
 	if now < next || !s.fnNext.CompareAndSwap(next, now+int64(libraryRetry)) {
 		return
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), libraryTimeout)
-		defer cancel()
-		if fn, known := libraryLoaded(ctx, s.client); known {
-			s.fn.Store(fn)
-		}
-	}()
+	if fn, known := libraryLoaded(ctx, s.client); known {
+		s.fn.Store(fn)
+	}
 }
 
 // libraryLoaded loads the library on every master of client, and tells

@@ -48,8 +48,8 @@ func hasLibrary(t *testing.T, node *redis.Client) bool {
 }
 
 // awaitFunctions waits until b has found out whether the nodes take
-// functions, which it does in the background after its first reply, and
-// checks that it found want.
+// functions, which it does after its first reply, and checks that it
+// found want.
 func awaitFunctions(t *testing.T, b *ClusterBackend, want int32) {
 	t.Helper()
 	waitFor(t, 10*time.Second, "functions found on or off", func() bool { return b.s.fn.Load() != fnUnknown })

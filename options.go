@@ -115,8 +115,8 @@ type Options struct {
 	// loaded with FUNCTION LOAD. The default value is false: the scripts
 	// are loaded on every master as one function library and called with
 	// FCALL, which costs a master less per call, where every master
-	// takes it (Redis 7 and later; found out, in the background, after
-	// the first reply: calls go with EVALSHA until then). The
+	// takes it (Redis 7 and later; found out after the first reply:
+	// calls go with EVALSHA until then). The
 	// library stays on the nodes until FUNCTION DELETE (see the README's
 	// Data model section).
 	NoFunctions bool

@@ -167,9 +167,9 @@ func (s *sender) send(ctx context.Context, c conn, calls []*call) {
 			if k.noFunction {
 				// A master lacks the library (a new master, FUNCTION
 				// FLUSH): load it on every master again. The call is
-				// sent with its script meanwhile, or after the library
-				// on a master's own client.
-				s.loadLibrary()
+				// sent again with its script, or, on a master's own
+				// client, after the library.
+				s.loadLibrary(ctx)
 			}
 			if k.resend && round < maxRounds {
 				cl.eval = cl.eval || k.noScript
@@ -250,7 +250,7 @@ func (s *sender) round(ctx context.Context, c conn, load *luaScript, calls []*ca
 		replied = replied || cl.err == nil
 	}
 	if replied && s.fn.Load() == fnUnknown {
-		s.loadLibrary() // the nodes answer: find out whether they take functions
+		s.loadLibrary(ctx) // the nodes answer: find out whether they take functions
 	}
 }
 
