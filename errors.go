@@ -115,7 +115,8 @@ func kindOf(err error) errKind {
 		case strings.HasPrefix(msg, "ERR max number of clients reached"):
 			return kindRefused
 		case msg == "ERR Function not found",
-			strings.HasPrefix(msg, "ERR unknown command") && strings.Contains(msg, "fcall"):
+			strings.HasPrefix(msg, "ERR unknown command 'fcall'"),
+			strings.HasPrefix(msg, "ERR unknown command `fcall`"):
 			// FCALL of a function the node lacks, or of a node that
 			// lacks functions: refused before anything ran.
 			return kindNoFunction

@@ -248,33 +248,107 @@ func nodeCPUSeconds(b testing.TB, node *redis.Client) float64 {
 	return sum
 }
 
-// scriptUsec returns, from INFO commandstats, the µs spent in EVALSHA,
-// and in the commands that scripts called (every command but the ones
-// this benchmark sends itself).
-func scriptUsec(b testing.TB, node *redis.Client) (evalsha, commands float64) {
-	b.Helper()
+// commandStat is a command's line of INFO commandstats.
+type commandStat struct {
+	calls int64
+	usec  float64
+}
+
+// commandStats returns node's INFO commandstats, by command name
+// ("evalsha", "fcall", "config|resetstat", ...).
+func commandStats(tb testing.TB, node *redis.Client) map[string]commandStat {
+	tb.Helper()
 	info, err := node.Info(context.Background(), "commandstats").Result()
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
+	stats := map[string]commandStat{}
 	for _, line := range strings.Split(info, "\n") {
 		name, fields, ok := strings.Cut(strings.TrimSpace(line), ":")
 		if !ok || !strings.HasPrefix(name, "cmdstat_") {
 			continue
 		}
-		var usec float64
+		var st commandStat
 		for _, f := range strings.Split(fields, ",") {
-			if v, ok := strings.CutPrefix(f, "usec="); ok {
-				usec, _ = strconv.ParseFloat(v, 64)
+			k, v, _ := strings.Cut(f, "=")
+			switch k {
+			case "calls":
+				st.calls, err = strconv.ParseInt(v, 10, 64)
+			case "usec":
+				st.usec, err = strconv.ParseFloat(v, 64)
+			}
+			if err != nil {
+				tb.Fatalf("%s: %v", line, err)
 			}
 		}
-		switch strings.TrimPrefix(name, "cmdstat_") {
+		stats[strings.TrimPrefix(name, "cmdstat_")] = st
+	}
+	return stats
+}
+
+// scriptUsec returns, from INFO commandstats, the µs spent in EVALSHA,
+// and in the commands that scripts called (every command but the ones
+// this benchmark sends itself).
+func scriptUsec(b testing.TB, node *redis.Client) (evalsha, commands float64) {
+	b.Helper()
+	for name, st := range commandStats(b, node) {
+		switch name {
 		case "evalsha":
-			evalsha = usec
+			evalsha = st.usec
 		case "info", "config|resetstat", "ping", "hello", "client|setinfo", "cluster|slots", "cluster|shards", "cluster|nodes":
 		default:
-			commands += usec
+			commands += st.usec
 		}
 	}
 	return evalsha, commands
+}
+
+// BenchmarkLibraryMemory reports what loading the function library costs
+// a node's memory: used_memory (bytes/library) and
+// used_memory_vm_functions, the functions' Lua memory (lua-bytes/library),
+// after FUNCTION LOAD less before it. Each op loads the library on a node
+// of its own, just started, as a node first gets it (loads after a
+// FUNCTION FLUSH reuse some of the first one's room, and cost less).
+//
+//	go test -run '^$' -bench LibraryMemory -benchtime 3x .
+func BenchmarkLibraryMemory(b *testing.B) {
+	if err := testcluster.Available(); err != nil {
+		b.Skipf("no redis-server: %v", err)
+	}
+	ctx := context.Background()
+	memory := func(node *redis.Client) (used, lua int64) {
+		info, err := node.Info(ctx, "memory").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, line := range strings.Split(info, "\n") {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+			if k == "used_memory" || k == "used_memory_vm_functions" {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if k == "used_memory" {
+					used = n
+				} else {
+					lua = n
+				}
+			}
+		}
+		return used, lua
+	}
+	var used, lua int64
+	for i := 0; i < b.N; i++ {
+		c := testcluster.Start(b, testcluster.Config{Masters: 1, ReplicasPerMaster: testcluster.NoReplicas})
+		node := c.Client(c.Nodes()[0])
+		u0, l0 := memory(node)
+		if err := loadLibraryOn(ctx, node); err != nil {
+			b.Fatal(err)
+		}
+		u1, l1 := memory(node)
+		used, lua = used+u1-u0, lua+l1-l0
+		c.Close()
+	}
+	b.ReportMetric(float64(used)/float64(b.N), "bytes/library")
+	b.ReportMetric(float64(lua)/float64(b.N), "lua-bytes/library")
 }

@@ -20,8 +20,8 @@ import (
 // own, and a hit would count twice. send sends again itself, and only what
 // the error table (kindOf) proves did not run: MOVED, ASK, TRYAGAIN,
 // NOSCRIPT, a missing function, READONLY, CLUSTERDOWN, a refused dial, a
-// node client closed by a slot-map reload. It tries at most maxRounds times, whatever the
-// caller's context.
+// node client closed by a slot-map reload. It tries at most maxRounds
+// times, whatever the caller's context.
 
 // call is one script call: what to send, and once sent, how it ended.
 type call struct {
