@@ -499,6 +499,13 @@ func TestUnexpectedValues(t *testing.T) {
 		_, err = b.GetBucket(ctx, key)
 		require.ErrorIs(t, err, errBadReply)
 		assert.Contains(t, err.Error(), `get bucket "w"`)
+		// A hit on it is an error too, and leaves the hash as it was.
+		_, err = b.CountHit(ctx, key, 1)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), `count hit "w"`)
+		got, err := e.raw.HGetAll(ctx, bk).Result()
+		require.NoError(t, err)
+		assert.Equal(t, map[string]string{fieldCount: "many"}, got)
 	})
 }
 

@@ -64,7 +64,8 @@ local a = 2
 local na = #ARGV
 while a <= na do
   local n = 0 -- a hit unit, or a rule unit of n rules
-  if ARGV[a] ~= '0' then n = tonumber(ARGV[a]) end
+  local u = ARGV[a]
+  if u == '1' then n = 1 elseif u ~= '0' then n = tonumber(u) end
   local start = ON
   ST.w = false
   if n == 0 then
@@ -85,7 +86,7 @@ while a <= na do
     return redis.error_reply('ERR bad batch unit')
   end
 end
-return O
+return reply()
 `
 
 // batchScript is batchSource and its SHA1.

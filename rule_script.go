@@ -56,13 +56,10 @@ local MARGIN = 1000 -- ruleTTLMarginMs
 local MAXTTL = 4398046511104 -- ruleMaxTTLMs
 local XSTEP = 1000 -- ruleXStepMs
 local function dfloor(a, b)
-  local r = fmod(a, b)
-  if r < 0 then r = r + b end
-  return (a - r) / b
+  return (a - mod(a, b)) / b
 end
 local function dceil(a, b)
-  local r = fmod(a, b)
-  if r < 0 then r = r + b end
+  local r = mod(a, b)
   if r > 0 then return (a - r) / b + 1 end
   return a / b
 end
@@ -70,8 +67,7 @@ end
 -- away (see ruleExpiry).
 local function expiry(now, reset)
   local x = now + reset + MARGIN
-  local r = fmod(x, XSTEP)
-  if r < 0 then r = r + XSTEP end
+  local r = mod(x, XSTEP)
   if r > 0 then x = x + XSTEP - r end
   if x - now > MAXTTL then x = now + MAXTTL end
   return x
@@ -268,16 +264,16 @@ local function rule_calls(key, n, P, p0, A, a, m)
       if not t then
         error({err = 'ERR bad rule record'})
       end
-      if p == '0' then p = 0 else p = tonumber(p) end
-      r.set, r.t, r.v, r.p, r.xs = true, tonumber(t), tonumber(v), p, x
+      if p == '0' then p = 0 else p = p + 0 end
+      r.set, r.t, r.v, r.p, r.xs = true, t + 0, v + 0, p, x
       own = own + after - s
     end
   end
   local charged, last, lasts = false, 0, nil
   for j = 0, m - 1 do
     local q = a + 2 * j
-    local now, cost = tonumber(A[q]), A[q + 1]
-    if cost == '1' then cost = 1 else cost = tonumber(cost) end
+    local now, cost = A[q] + 0, A[q + 1]
+    if cost == '1' then cost = 1 else cost = cost + 0 end
     local charge = cost > 0
     if not charge then cost = -cost end
     local all = true
@@ -316,15 +312,15 @@ local function rule_calls(key, n, P, p0, A, a, m)
   if not charged then return end
   -- The entries written. Each field is formatted with '%d' (Lua's
   -- tostring writes 14 digits only), but where most calls have it at
-  -- hand: t is mostly the last call's now, as it was sent, and p is 0 but
-  -- for sliding windows. x, formatted, is compared with the x read.
+  -- hand: t is mostly the last call's now, as it was sent, p is 0 but for
+  -- sliding windows, and x is mostly the x read.
   local c, xnew, keep = 0, -MAX, raw
   for i = 1, n do
     local r = RS[i]
-    local ts, ps, xs = lasts, '0', dec(r.x)
+    local ts, ps, xs = lasts, '0', r.xs
+    if not xs or xs + 0 ~= r.x then xs, keep = dec(r.x), false end
     if r.t ~= last then ts = dec(r.t) end
     if r.p ~= 0 then ps = dec(r.p) end
-    if xs ~= r.xs then keep = false end
     c = c + 1
     PCS[c] = r.mem .. ts .. ':' .. dec(r.v) .. ':' .. ps .. ':' .. xs .. ';'
     if r.x > xnew then xnew = r.x end
@@ -337,7 +333,7 @@ local function rule_calls(key, n, P, p0, A, a, m)
       for i = 1, n do
         if RS[i].mem == tok then ours = true end
       end
-      x = tonumber(x)
+      x = x + 0
       if not ours and x > last then
         c = c + 1
         PCS[c] = w
@@ -380,7 +376,7 @@ if #KEYS ~= 1 or n < 1 then
 end
 local ok, e = pcall(rule_calls, KEYS[1], n, ARGV, 2, ARGV, 1, 1)
 if not ok then return redis.error_reply(errmsg(e)) end
-return O
+return reply()
 `
 
 // ruleScript is ruleSource and its SHA1.

@@ -423,3 +423,56 @@ func TestRuleScriptErrors(t *testing.T) {
 		assert.Zero(t, tg.rdb.Exists(ctx, keyBase(prefix, "u")+indexSuffix).Val(), "no index written")
 	})
 }
+
+// TestLuaWholeDivision checks the scripts' mod, dfloor and dceil against
+// Go's integer arithmetic, on miniredis and on the shared cluster, for
+// whole a and b > 0 below 2^53: where |a| + b < 2^53 (Lua's '%') and
+// where it is not (math.fmod).
+func TestLuaWholeDivision(t *testing.T) {
+	const max = 1 << 53
+	cases := [][2]int64{
+		{7, 3}, {-7, 3}, {6, 3}, {-6, 3}, {0, 5}, {1, 1}, {-1, 1}, {5, 1000},
+		{max - 1, 1}, {max - 1, 2}, {max - 1, 1 << 52}, {-(max - 1), 7}, {max - 2, 3},
+		{max - 1000, 999}, {-(max - 1000), 1001}, {1 << 52, (1 << 52) + 1},
+		{max - 4, 3}, {-(max - 4), 3}, {max - 1, max - 1}, {-(max - 1), max - 1},
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 200 {
+		b := rng.Int64N(1<<(rng.IntN(52)+1)) + 1
+		a := rng.Int64N(max)
+		if rng.IntN(2) == 0 {
+			a = -a
+		}
+		cases = append(cases, [2]int64{a, b})
+	}
+	src := preludeLua + ruleLua + "begin()\n" + `
+for i = 1, #ARGV, 2 do
+  local a, b = ARGV[i] + 0, ARGV[i + 1] + 0
+  put(mod(a, b))
+  put(dfloor(a, b))
+  put(dceil(a, b))
+end
+return reply()
+`
+	args := make([]any, 0, 2*len(cases))
+	for _, c := range cases {
+		args = append(args, c[0], c[1])
+	}
+	forEachRuleTarget(t, func(t *testing.T, tg ruleTarget) {
+		v, err := tg.rdb.Eval(context.Background(), src, nil, args...).Result()
+		require.NoError(t, err)
+		got, ok := v.([]any)
+		require.True(t, ok, "reply %T", v)
+		require.Len(t, got, 3*len(cases))
+		for i, c := range cases {
+			a, b := c[0], c[1]
+			m := (a%b + b) % b
+			fl := (a - m) / b
+			ce := fl
+			if m > 0 {
+				ce++
+			}
+			assert.Equal(t, []any{m, fl, ce}, got[3*i:3*i+3], "a=%d b=%d", a, b)
+		}
+	})
+}

@@ -38,27 +38,49 @@ const (
 // batchSource) can tell a unit that failed before writing anything from
 // one that may have written; and the reply being built, one flat array:
 // O, of ON values. Each call puts its reply there with put, so that a
-// batch of any size replies one array, with no table per call.
+// batch of any size replies one array, with no table per call; the script
+// call returns reply(), which ends O after its ON values. In the function
+// library O is kept from one call to the next, so that it does not grow
+// anew each time: Redis reads an array reply up to its first nil.
 //
 // Whole numbers go to redis.call as strings, written by dec, or as they
 // came in ARGV: Redis would write a number argument with "%.17g", exact
 // but several times dearer than '%d'. Where a script builds a string of
-// numbers it uses dec too, never tostring or '..' (14 digits only). And
-// where an argument is mostly one value ("1", "0"), the script compares
-// the string before it pays for tonumber.
+// numbers it uses dec too, never tostring or '..' (14 digits only). A
+// string known to hold a number (an argument, or digits a script wrote) is
+// read with s + 0, which converts it once, where tonumber converts it
+// twice; where an argument is mostly one value ("1", "0"), the script
+// compares the string first. And a whole remainder is found with Lua's
+// '%' where it is exact (see mod), not with a call of math.fmod.
 const preludeLua = `
 local MAX = 9007199254740992
 local fmt, fmod -- string.format and math.fmod, set by begin
 local function dec(x) return fmt('%d', x) end
+-- mod returns a mod b, from 0 to b - 1, for whole a and b > 0 below 2^53,
+-- exactly. Lua's a % b is a - floor(a / b) * b, with a / b rounded; while
+-- |a| + b < 2^53 it is exact: a / b is a whole number or at least 1 / b
+-- away from one, and its rounding error is below that, so its floor is
+-- the true quotient, whose product by b is exact. Beyond that, math.fmod,
+-- which is exact.
+local function mod(a, b)
+  if a < MAX - b and a > b - MAX then return a % b end
+  local r = fmod(a, b)
+  if r < 0 then r = r + b end
+  return r
+end
 local ST = {w = false}
-local O, ON -- set by begin
+local O, ON = {}, 0
 local function begin()
   fmt, fmod = string.format, math.fmod
-  ST.w, O, ON = false, {}, 0
+  ST.w, ON = false, 0
 end
 local function put(x)
   ON = ON + 1
   O[ON] = x
+end
+local function reply()
+  O[ON + 1] = nil
+  return O
 end
 local function errmsg(e)
   if type(e) == 'table' and e.err then return e.err end
@@ -130,7 +152,7 @@ local function fixed_hits(bucket, idx, ttl, ttls, A, a, m)
   local n = redis.call('HGET', bucket, 'count')
   local pttl = redis.call('PTTL', idx)
   local created = not n
-  n = tonumber(n) or 0
+  if n then n = n + 0 else n = 0 end
   local first, last = nil, nil
   for j = 0, m - 1 do
     local now, inc = A[a + 2 * j], A[a + 2 * j + 1]
