@@ -55,6 +55,18 @@ const ruleLua = `
 local MARGIN = 1000 -- ruleTTLMarginMs
 local MAXTTL = 4398046511104 -- ruleMaxTTLMs
 local XSTEP = 1000 -- ruleXStepMs
+-- mod returns a mod b, from 0 to b - 1, for whole a and b > 0 below 2^53,
+-- exactly. Lua's a % b is a - floor(a / b) * b, with a / b rounded; while
+-- |a| + b < 2^53 it is exact: a / b is a whole number or at least 1 / b
+-- away from one, and its rounding error is below that, so its floor is
+-- the true quotient, whose product by b is exact. Beyond that, math.fmod,
+-- which is exact.
+local function mod(a, b)
+  if a < MAX - b and a > b - MAX then return a % b end
+  local r = fmod(a, b)
+  if r < 0 then r = r + b end
+  return r
+end
 local function dfloor(a, b)
   return (a - mod(a, b)) / b
 end

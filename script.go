@@ -50,24 +50,13 @@ const (
 // string known to hold a number (an argument, or digits a script wrote) is
 // read with s + 0, which converts it once, where tonumber converts it
 // twice; where an argument is mostly one value ("1", "0"), the script
-// compares the string first. And a whole remainder is found with Lua's
-// '%' where it is exact (see mod), not with a call of math.fmod.
+// compares the string first. (The rule script finds a whole remainder
+// with Lua's '%' where it is exact, not with a call of math.fmod: see mod
+// in ruleLua.)
 const preludeLua = `
 local MAX = 9007199254740992
 local fmt, fmod -- string.format and math.fmod, set by begin
 local function dec(x) return fmt('%d', x) end
--- mod returns a mod b, from 0 to b - 1, for whole a and b > 0 below 2^53,
--- exactly. Lua's a % b is a - floor(a / b) * b, with a / b rounded; while
--- |a| + b < 2^53 it is exact: a / b is a whole number or at least 1 / b
--- away from one, and its rounding error is below that, so its floor is
--- the true quotient, whose product by b is exact. Beyond that, math.fmod,
--- which is exact.
-local function mod(a, b)
-  if a < MAX - b and a > b - MAX then return a % b end
-  local r = fmod(a, b)
-  if r < 0 then r = r + b end
-  return r
-end
 local ST = {w = false}
 local O, ON = {}, 0
 local function begin()
